@@ -112,6 +112,8 @@ class TaskContext:
     workdir: Path
     overrides: Mapping[str, Any] = field(default_factory=dict)
     progress: bool = False
+    #: persistent folder for artefacts reusable across runs (e.g. frozen-encoder features)
+    cache_dir: Path | None = None
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("g2d_bench.task"))
 
     def hp(self, name: str) -> Any:

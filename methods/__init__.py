@@ -1,0 +1,8 @@
+"""Methods: each registered name maps to a factory ``build(checkpoint, *, arch, seed, context) ->
+MethodAdapter`` (see :mod:`g2d_bench.adapter`). Entries are lazy so listing methods imports no torch.
+"""
+from g2d_bench.registry import Registry
+
+METHODS: Registry = Registry("method")
+METHODS.register("random", "g2d_bench.methods.baselines:build_random", "random-init torchvision ResNet (default BatchNorm statistics)")
+METHODS.register("imagenet", "g2d_bench.methods.baselines:build_imagenet", "torchvision ImageNet ResNet weights from a local file (--checkpoint)")

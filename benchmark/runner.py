@@ -1,0 +1,221 @@
+"""method × task × fraction × seed → one run record.
+
+The runner resolves the task spec and the method adapter, loads the task's data (SynthCXR when no
+``--data-root``), runs the task family, and writes the record. Everything a number depends on goes
+into the record's key or body.
+"""
+from __future__ import annotations
+
+import itertools
+import logging
+import random
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from g2d_bench.errors import G2DBenchError
+from g2d_bench.records import RunKey, is_complete, provenance, record_path, write_record
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Scale:
+    """Model and input size presets. ``paper``: the protocols' own sizes (224 px) and ResNet-50;
+    ``cpu``: what 2 CPU cores can sweep on SynthCXR (128 px, ResNet-18). Recorded in every run."""
+
+    name: str
+    image_size: int | None  # None: the task's own image_size
+    arch: str
+
+
+SCALES = {"paper": Scale("paper", None, "resnet50"), "cpu": Scale("cpu", 128, "resnet18")}
+
+
+@dataclass
+class RunConfig:
+    method: str
+    task: str
+    fraction: float
+    seed: int = 0
+    checkpoint: str | None = None
+    data_root: str | None = None
+    out: Path = Path("runs")
+    device: str | None = None
+    scale: str | None = None  # default: "cpu" on SynthCXR, "paper" on real data
+    arch: str | None = None
+    image_size: int | None = None
+    overrides: dict[str, Any] = field(default_factory=dict)
+    skip_existing: bool = False
+    progress: bool = False
+    home: Path | None = None  # cache root (default $G2D_BENCH_CACHE or ~/.cache/g2d-bench)
+
+    def resolved_scale(self) -> Scale:
+        name = self.scale or ("cpu" if self.data_root is None else "paper")
+        if name not in SCALES:
+            raise G2DBenchError(f"unknown --scale {name!r}; choose one of {', '.join(SCALES)}")
+        return SCALES[name]
+
+
+def check_fraction(fraction: float) -> float:
+    if not 0.0 < fraction <= 1.0:
+        raise G2DBenchError(f"--fraction must be in (0, 1], got {fraction}")
+    return float(fraction)
+
+
+def default_device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def seed_everything(seed: int) -> None:
+    import numpy as np
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+_ADAPTERS: dict[tuple, object] = {}
+
+
+def build_adapter(config: RunConfig):
+    """The method adapter for ``config`` (kept for the process: a sweep builds each method once)."""
+    from g2d_bench.methods import METHODS
+
+    scale = config.resolved_scale()
+    cache_key = (config.method, config.checkpoint, config.arch or scale.arch, scale.name, config.data_root is None)
+    if cache_key not in _ADAPTERS:
+        factory = METHODS.get(config.method)
+        _ADAPTERS[cache_key] = factory(
+            config.checkpoint,
+            arch=config.arch or (None if config.checkpoint else scale.arch),
+            scale=scale.name,
+            progress=config.progress,
+            home=config.home,
+        )
+    return _ADAPTERS[cache_key]
+
+
+def _check_overrides(spec, overrides: dict[str, Any]) -> None:
+    unknown = sorted(set(overrides) - set(spec.hparams))
+    if unknown:
+        raise G2DBenchError(f"task {spec.name} has no setting {unknown[0]!r} (settings: {', '.join(sorted(spec.hparams))})")
+
+
+def run(config: RunConfig) -> Path:
+    """Run one (method, task, fraction, seed); returns the record path."""
+    from g2d_bench.data import cache_home, load_task_data
+    from g2d_bench.task import TaskContext
+    from g2d_bench.tasks import TASKS
+
+    spec = TASKS.get(config.task)
+    fraction = check_fraction(config.fraction)
+    _check_overrides(spec, config.overrides)
+    scale = config.resolved_scale()
+    image_size = int(config.image_size or config.overrides.get("image_size") or scale.image_size or spec.hparams["image_size"].value)
+    adapter = build_adapter(config)
+    overrides = {k: v for k, v in config.overrides.items() if k != "image_size"}
+    key = RunKey(
+        method=config.method,
+        checkpoint_hash=adapter.checkpoint_hash,
+        task=spec.name,
+        task_version=spec.version,
+        fraction=fraction,
+        seed=config.seed,
+        image_size=image_size,
+        overrides=tuple(sorted((k, str(v)) for k, v in overrides.items())),
+    )
+    path = record_path(config.out, key)
+    if config.skip_existing and is_complete(path):
+        log.info("skip existing %s", path)
+        return path
+    body: dict[str, Any] = {
+        "method": {"name": config.method, "arch": adapter.arch, "checkpoint": config.checkpoint, "checkpoint_hash": adapter.checkpoint_hash, "info": adapter.info},
+        "task": spec.describe(),
+        "scale": scale.name,
+        "provenance": provenance(),
+    }
+    missing = sorted(c.value for c in spec.requires if not adapter.has(c))
+    if missing:
+        reason = f"method {config.method!r} lacks capability {', '.join(missing)} required by task {spec.name!r}"
+        log.warning("skipped: %s", reason)
+        return write_record(config.out, key, {**body, "status": "skipped", "reason": reason})
+
+    started = time.time()
+    data = load_task_data(spec, fraction, image_size, config.data_root, config.progress, config.home)
+    device = config.device or default_device()
+    seed_everything(config.seed)
+    adapter.to(device).eval()
+    home = config.home or cache_home()
+    with tempfile.TemporaryDirectory(prefix="g2d-run-") as workdir:
+        ctx = TaskContext(
+            spec=spec,
+            adapter=adapter,
+            data=data.split,
+            fraction=fraction,
+            seed=config.seed,
+            device=device,
+            workdir=Path(workdir),
+            overrides={**overrides, "image_size": image_size},
+            progress=config.progress,
+            cache_dir=home / "features",
+        )
+        family = _family(spec)
+        result = family(ctx)
+    body.update(
+        status="ok",
+        metrics=result.metrics,
+        primary=spec.primary,
+        config=ctx.resolved_hparams(),
+        data={
+            "dataset": spec.dataset,
+            "split": spec.split,
+            "manifest_sha256": data.manifest_sha256,
+            "counts": data.counts(),
+            **data.source,
+        },
+        info=result.info,
+        device=device,
+        wall_time_s=round(time.time() - started, 3),
+    )
+    return write_record(config.out, key, body, result.per_sample)
+
+
+def _family(spec):
+    from g2d_bench.registry import resolve_reference
+
+    return resolve_reference(spec.run)
+
+
+def parse_shard(text: str | None) -> tuple[int, int]:
+    """``"i/n"`` (0 ≤ i < n) → (i, n); ``None`` → (0, 1)."""
+    if not text:
+        return 0, 1
+    try:
+        i, n = (int(part) for part in text.split("/"))
+    except ValueError:
+        raise G2DBenchError(f"--shard must look like i/n (e.g. 0/4), got {text!r}") from None
+    if not 0 <= i < n:
+        raise G2DBenchError(f"--shard {text}: need 0 <= i < n")
+    return i, n
+
+
+def sweep_grid(methods: Sequence[str], tasks: Sequence[str], fractions: Sequence[float], seeds: Sequence[int], shard: tuple[int, int] = (0, 1)) -> list[tuple]:
+    """The (method, task, fraction, seed) combinations of shard ``i`` of ``n``, in a fixed order."""
+    i, n = shard
+    grid = list(itertools.product(methods, tasks, [check_fraction(f) for f in fractions], seeds))
+    return [combo for index, combo in enumerate(grid) if index % n == i]
+
+
+def sweep(base: RunConfig, methods: Sequence[str], tasks: Sequence[str], fractions: Sequence[float], seeds: Sequence[int], shard=(0, 1), checkpoints: dict[str, str] | None = None) -> Iterable[Path]:
+    """Run a grid (one shard of it); yields record paths as they are written."""
+    from dataclasses import replace
+
+    for method, task, fraction, seed in sweep_grid(methods, tasks, fractions, seeds, shard):
+        checkpoint = (checkpoints or {}).get(method, base.checkpoint if len(methods) == 1 else None)
+        yield run(replace(base, method=method, task=task, fraction=fraction, seed=seed, checkpoint=checkpoint))
