@@ -87,6 +87,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tasks", type=_csv(str), help="only these tasks")
     p.add_argument("--save", type=Path, help="write the table to this file (atomically) instead of stdout")
 
+    p = sub.add_parser("pretrain", help="pretrain a VLP method (single process, or multi-GPU under torchrun)")
+    p.add_argument("--method", default="g2d")
+    p.add_argument("--data", default="mimic-cxr", help="dataset of image–report pairs (default: mimic-cxr)")
+    p.add_argument("--data-root", help="the unpacked MIMIC-CXR-JPG + reports (default: SynthCXR's MIMIC-format copy)")
+    p.add_argument("--profile", choices=["paper", "official"], default="paper", help="consistent hyperparameter set (paper or official code)")
+    p.add_argument("--scale", choices=["paper", "cpu"], help="model size (default: cpu on SynthCXR, paper on real data)")
+    p.add_argument("--out", type=Path, help="checkpoint folder (default: pretrain/<method>-<profile>-<scale>)")
+    p.add_argument("--batch-size", type=int, help="global batch (default: the profile's)")
+    p.add_argument("--epochs", type=float)
+    p.add_argument("--max-steps", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--grad-accum", type=int, default=1)
+    p.add_argument("--checkpoint-every", type=int, default=200)
+    p.add_argument("--workers", type=int, default=0, help="data-loader worker processes")
+    p.add_argument("--device")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None, help="mixed precision (default: on with CUDA)")
+    p.add_argument("--set", dest="settings", type=_setting, action="append", default=[], metavar="KEY=VALUE", help="override a method setting")
+    p.add_argument("--no-progress", action="store_true")
+
     data = sub.add_parser("data", help="SynthCXR generation, split manifests, checks").add_subparsers(dest="data_command", required=True)
     p = data.add_parser("synth", help="write SynthCXR in the seven release formats")
     p.add_argument("--out", type=Path, required=True)
@@ -228,7 +248,23 @@ def cmd_data(args) -> int:
     return 1
 
 
-COMMANDS = {"list": cmd_list, "run": cmd_run, "sweep": cmd_sweep, "leaderboard": cmd_leaderboard, "data": cmd_data}
+def cmd_pretrain(args) -> int:
+    from g2d_bench.pretrain import PretrainConfig, pretrain
+
+    scale = args.scale or ("cpu" if args.data_root is None else "paper")
+    out = args.out or Path("pretrain") / f"{args.method}-{args.profile}-{scale}"
+    config = PretrainConfig(
+        method=args.method, dataset=args.data, data_root=args.data_root, out=out, profile=args.profile, scale=scale,
+        seed=args.seed, batch_size=args.batch_size, epochs=args.epochs, max_steps=args.max_steps, grad_accum=args.grad_accum,
+        lr=args.lr, amp=args.amp, checkpoint_every=args.checkpoint_every, num_workers=args.workers, device=args.device,
+        progress=not args.no_progress, method_overrides=dict(args.settings),
+    )
+    folder = pretrain(config)
+    print(f"checkpoint: {folder}  (use: g2d-bench run --method {args.method} --checkpoint {folder} ...)")
+    return 0
+
+
+COMMANDS = {"list": cmd_list, "run": cmd_run, "sweep": cmd_sweep, "leaderboard": cmd_leaderboard, "data": cmd_data, "pretrain": cmd_pretrain}
 
 
 def main(argv: list[str] | None = None) -> int:

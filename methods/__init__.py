@@ -6,3 +6,6 @@ from g2d_bench.registry import Registry
 METHODS: Registry = Registry("method")
 METHODS.register("random", "g2d_bench.methods.baselines:build_random", "random-init torchvision ResNet (default BatchNorm statistics)")
 METHODS.register("imagenet", "g2d_bench.methods.baselines:build_imagenet", "torchvision ImageNet ResNet weights from a local file (--checkpoint)")
+
+#: Pretrainable methods: name → Recipe (see g2d_bench.pretrain.Recipe)
+PRETRAIN_RECIPES: Registry = Registry("pretrainable method")

@@ -1,0 +1,319 @@
+"""The method-agnostic pretraining engine: image–report pairs → a pretrained checkpoint.
+
+Shared by G2D and the baselines. A method plugs in through a :class:`Recipe` (registered in
+``g2d_bench.methods.PRETRAIN_RECIPES``): it builds the model from a config, gives the augmentation
+and the optimiser/schedule constants of its profile, and turns a checkpoint into a
+``MethodAdapter``. The engine owns the rest: data (MIMIC-CXR or SynthCXR's copy of it, read
+through the preprocessed cache), AdamW, warm-up + cosine or cosine warm restarts, gradient
+accumulation, AMP on CUDA, channels_last, DDP under ``torchrun``, atomic checkpoints every N steps
+with exact resume, NaN/inf guard, progress bars.
+
+Exact resume: the data order of an epoch comes from a generator seeded by (seed, epoch), each
+sample's augmentation from a generator seeded by (seed, epoch, index), and the global torch RNG
+(dropout) is saved in the checkpoint, so stopping and resuming gives the same weights as an
+uninterrupted run.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from g2d_bench.errors import G2DBenchError
+from g2d_bench.io import atomic_path, sha256_json, write_json
+
+log = logging.getLogger(__name__)
+CHECKPOINT_FORMAT = 1
+
+
+class Recipe(Protocol):
+    """What a pretrainable method gives the engine."""
+
+    name: str
+
+    def make_config(self, profile: str, scale: str, overrides: dict[str, Any]) -> Any:
+        """The method's typed config (a dataclass) for a profile and scale, with overrides applied."""
+
+    def build(self, config: Any, corpus: list[str]) -> "Any":
+        """The model (nn.Module): ``tokenize(texts)`` and ``forward(images, input_ids, attention_mask,
+        step) -> {"loss": scalar, …}``; ``corpus`` = training reports (for a tokenizer trained on
+        SynthCXR)."""
+
+    def augmentations(self, config: Any) -> Any:
+        """A transform on ``1×S×S`` uint8 tensors → ``1×s×s`` float in [0, 1]."""
+
+    def optimisation(self, config: Any) -> dict[str, Any]:
+        """lr, weight_decay, betas, schedule ("warmup-cosine" | "cosine-restarts"), warmup_steps,
+        restart_steps, epochs, batch_size, image_size (input), cache_size — each with its source."""
+
+    def save_extra(self, model: Any, folder: Path) -> None:
+        """Write what reloading needs besides the state dict (tokenizer, text config)."""
+
+    def adapter(self, checkpoint: Path) -> Any:
+        """A ``MethodAdapter`` from a checkpoint folder written by the engine."""
+
+
+@dataclass
+class PretrainConfig:
+    """Engine settings. ``None`` fields come from the recipe's profile."""
+
+    method: str = "g2d"
+    dataset: str = "mimic-cxr"
+    data_root: str | None = None  # None → SynthCXR
+    out: Path = Path("pretrain")
+    profile: str = "paper"
+    scale: str = "paper"
+    seed: int = 0
+    batch_size: int | None = None
+    epochs: float | None = None
+    max_steps: int | None = None
+    grad_accum: int = 1
+    lr: float | None = None
+    amp: bool | None = None  # None → on with CUDA
+    channels_last: bool = True
+    checkpoint_every: int = 200
+    num_workers: int = 0
+    device: str | None = None
+    progress: bool = True
+    method_overrides: dict[str, Any] = field(default_factory=dict)
+
+
+# -- data ---------------------------------------------------------------------------------------
+class PairDataset:
+    """(image, report) pairs from the preprocessed cache; deterministic per-sample augmentation."""
+
+    def __init__(self, images, reports: list[str], transform, seed: int) -> None:
+        self.images, self.reports, self.transform, self.seed = images, reports, transform, seed
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return len(self.reports)
+
+    def __getitem__(self, index: int):
+        import numpy as np
+        import torch
+
+        image = torch.from_numpy(np.array(self.images[index])).unsqueeze(0)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(hash_seed(self.seed, self.epoch, index))
+            image = self.transform(image)
+        return image, self.reports[index]
+
+
+def _collate(items):
+    import torch
+
+    return torch.stack([image for image, _ in items]), [text for _, text in items]
+
+
+def hash_seed(*parts: int) -> int:
+    return int(sha256_json(list(parts))[:8], 16)
+
+
+def load_pairs(config: PretrainConfig, cache_size: int, home: Path | None = None):
+    """Cached training images (uint8 N×S×S) and their reports from the release's training split."""
+    from g2d_bench.data import cache_home, ensure_synthcxr
+    from g2d_bench.datasets import DATASETS
+    from g2d_bench.datasets.cache import CacheSpec, build_cache
+    from g2d_bench.datasets.manifests import MANIFEST_SEED
+    from g2d_bench.datasets.splits import assign_splits
+
+    home = home or cache_home()
+    root = ensure_synthcxr(config.dataset, home, config.progress) if config.data_root is None else Path(config.data_root)
+    release = DATASETS.get(config.dataset)(root)
+    if "report" not in release.provides:
+        raise G2DBenchError(f"{release.title} has no reports; pretraining needs image–report pairs (use mimic-cxr)")
+    spec = next(iter(release.split_specs().values()))
+    split = assign_splits(release.samples(), spec, MANIFEST_SEED)
+    train = sorted(sid for sid, part in split.items() if part == "train")
+    reports = {s.sample_id: s.report for s in release.samples()}
+    cache = build_cache(release, train, CacheSpec(config.dataset, sha256_json(train), cache_size), home / "cache", config.progress)
+    return cache.images, [reports[s] for s in cache.sample_ids], {"root": str(root), "synthcxr": config.data_root is None, "n_pairs": len(train)}
+
+
+# -- distributed ----------------------------------------------------------------------------------
+def init_distributed(device: str | None) -> tuple[int, int, str]:
+    """(rank, world size, device) — initialises torch.distributed when launched by torchrun."""
+    import torch
+    import torch.distributed as dist
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return 0, 1, device or ("cuda" if torch.cuda.is_available() else "cpu")
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if torch.cuda.is_available() and (device is None or device.startswith("cuda")):
+        torch.cuda.set_device(local_rank)
+        device = f"cuda:{local_rank}"
+        backend = "nccl"
+    else:
+        device, backend = "cpu", "gloo"
+    if not dist.is_initialized():
+        dist.init_process_group(backend)
+    return dist.get_rank(), dist.get_world_size(), device
+
+
+# -- schedule -------------------------------------------------------------------------------------
+def lr_factor(step: int, total: int, schedule: str, warmup: int, restart: int) -> float:
+    """Multiplier of the base lr at optimizer step ``step``.
+
+    ``warmup-cosine`` (G2D paper): linear warm-up over ``warmup`` steps, then cosine to 0 at ``total``.
+    ``cosine-restarts`` (official code): cosine annealing restarted every ``restart`` steps.
+    """
+    if schedule == "warmup-cosine":
+        if warmup and step < warmup:
+            return (step + 1) / warmup
+        progress = (step - warmup) / max(1, total - warmup)
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+    if schedule == "cosine-restarts":
+        return 0.5 * (1 + math.cos(math.pi * (step % restart) / restart))
+    if schedule == "constant":
+        return 1.0
+    raise G2DBenchError(f"unknown schedule {schedule!r} (warmup-cosine, cosine-restarts, constant)")
+
+
+# -- checkpoints ----------------------------------------------------------------------------------
+def save_checkpoint(folder: Path, model, optimizer, scaler, state: dict, recipe: Recipe, method_config: Any) -> None:
+    """``folder/last.pt`` (weights, optimiser, RNG, counters) written atomically; ``weights.safetensors``
+    (model only) and ``config.json`` beside it for loading as a method."""
+    import torch
+    from safetensors.torch import save_file
+
+    folder.mkdir(parents=True, exist_ok=True)
+    bare = model.module if hasattr(model, "module") else model
+    weights = {k: v.detach().cpu().contiguous() for k, v in bare.state_dict().items()}
+    payload = {
+        "format": CHECKPOINT_FORMAT,
+        "model": weights,
+        "optimizer": optimizer.state_dict(),
+        "scaler": scaler.state_dict() if scaler is not None else {},
+        "torch_rng": torch.get_rng_state(),
+        "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        **{k: v for k, v in state.items()},
+    }
+    with atomic_path(folder / "last.pt") as tmp:
+        torch.save(payload, tmp)
+    with atomic_path(folder / "weights.safetensors") as tmp:
+        save_file(weights, str(tmp))
+    recipe.save_extra(bare, folder)
+    write_json(folder / "config.json", {"method": recipe.name, "format": CHECKPOINT_FORMAT, "config": dataclasses.asdict(method_config), "step": state["step"]})
+
+
+def load_checkpoint(path: Path) -> dict:
+    import torch
+
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise G2DBenchError(f"cannot resume from {path}: {type(exc).__name__}: {str(exc).splitlines()[0]}; delete it to start over") from exc
+
+
+# -- the loop ---------------------------------------------------------------------------------------
+def pretrain(config: PretrainConfig, home: Path | None = None) -> Path:
+    """Pretrain ``config.method``; returns the output folder (resumes from ``out/last.pt`` if present)."""
+    import torch
+    from torch.utils.data import DataLoader
+    from tqdm.auto import tqdm
+
+    from g2d_bench.methods import PRETRAIN_RECIPES
+
+    recipe: Recipe = PRETRAIN_RECIPES.get(config.method)
+    method_config = recipe.make_config(config.profile, config.scale, config.method_overrides)
+    opt = recipe.optimisation(method_config)
+    batch_size = config.batch_size or opt["batch_size"]
+    rank, world, device = init_distributed(config.device)
+    if batch_size % world:
+        raise G2DBenchError(f"--batch-size {batch_size} must be divisible by the {world} processes")
+    local_batch = batch_size // world // config.grad_accum
+    if local_batch < 1:
+        raise G2DBenchError(f"batch {batch_size} is too small for {world} processes × {config.grad_accum} accumulation steps")
+
+    images, reports, source = load_pairs(config, opt["cache_size"], home)
+    torch.manual_seed(config.seed)
+    model = recipe.build(method_config, reports).to(device)
+    if config.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    dataset = PairDataset(images, reports, recipe.augmentations(method_config), config.seed)
+    steps_per_epoch = len(dataset) // batch_size
+    if steps_per_epoch == 0:
+        raise G2DBenchError(f"{len(dataset)} training pairs are fewer than one batch of {batch_size}")
+    total = config.max_steps or int(math.ceil((config.epochs or opt["epochs"]) * steps_per_epoch))
+    params = [p for p in model.parameters() if p.requires_grad]
+    lr = config.lr or opt["lr"]
+    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=opt["weight_decay"], betas=tuple(opt.get("betas", (0.9, 0.999))))
+    amp = config.amp if config.amp is not None else device.startswith("cuda")
+    scaler = torch.amp.GradScaler("cuda") if amp and device.startswith("cuda") else None
+
+    out = Path(config.out)
+    state = {"step": 0, "epoch": 0, "batch_in_epoch": 0}
+    if (out / "last.pt").exists():
+        saved = load_checkpoint(out / "last.pt")
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        if scaler is not None and saved["scaler"]:
+            scaler.load_state_dict(saved["scaler"])
+        torch.set_rng_state(saved["torch_rng"])
+        state = {k: int(saved[k]) for k in ("step", "epoch", "batch_in_epoch")}
+        log.info("resumed from %s at step %d", out / "last.pt", state["step"])
+    if world > 1:
+        model = torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=True)
+    bare = model.module if world > 1 else model
+    if rank == 0:
+        write_json(out / "run.json", {"engine": dataclasses.asdict(config) | {"out": str(config.out)}, "optimisation": opt, "data": source, "world_size": world, "total_steps": total})
+
+    bar = tqdm(total=total, initial=state["step"], desc=f"pretrain {config.method}", unit="step", disable=not (config.progress and rank == 0))
+    started, seen = time.time(), 0
+    while state["step"] < total:
+        dataset.epoch = state["epoch"]
+        order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(hash_seed(config.seed, state["epoch"])))
+        order = order[: steps_per_epoch * batch_size].view(steps_per_epoch, world, config.grad_accum, local_batch)
+        todo = range(state["batch_in_epoch"], min(steps_per_epoch, state["batch_in_epoch"] + total - state["step"]))
+        # one loader item = this rank's micro-batches of one optimizer step
+        micro = [order[b, rank, a].tolist() for b in todo for a in range(config.grad_accum)]
+        loader = DataLoader(dataset, batch_sampler=micro, num_workers=config.num_workers, collate_fn=_collate)
+        batches = iter(loader)
+        for batch_index in todo:
+            factor = lr_factor(state["step"], total, opt["schedule"], opt.get("warmup_steps", 0), opt.get("restart_steps", 0))
+            for group in optimizer.param_groups:
+                group["lr"] = lr * factor
+            optimizer.zero_grad(set_to_none=True)
+            for _ in range(config.grad_accum):
+                x, texts = next(batches)
+                x = x.to(device)
+                if config.channels_last:
+                    x = x.contiguous(memory_format=torch.channels_last)
+                tokens = {k: v.to(device) for k, v in bare.tokenize(texts).items()}
+                with torch.autocast(device_type="cuda", enabled=amp and device.startswith("cuda")):
+                    losses = model(x, tokens["input_ids"], tokens["attention_mask"], step=state["step"])
+                loss = losses["loss"] / config.grad_accum
+                if not torch.isfinite(loss):
+                    raise G2DBenchError(
+                        f"loss became {float(loss)} at step {state['step']}; the last good checkpoint is {out / 'last.pt'} — lower --lr or check the data"
+                    )
+                (scaler.scale(loss) if scaler else loss).backward()
+            if scaler is not None:
+                scaler.step(optimizer)
+                scaler.update()
+            else:
+                optimizer.step()
+            state["step"] += 1
+            state["batch_in_epoch"] = batch_index + 1
+            seen += batch_size
+            bar.update(1)
+            bar.set_postfix(loss=f"{float(losses['loss']):.3f}", img_s=f"{seen / max(time.time() - started, 1e-6):.0f}")
+            if rank == 0 and (state["step"] % config.checkpoint_every == 0 or state["step"] == total):
+                save_checkpoint(out, model, optimizer, scaler, state, recipe, method_config)
+        if state["batch_in_epoch"] >= steps_per_epoch:
+            state["epoch"] += 1
+            state["batch_in_epoch"] = 0
+    bar.close()
+    if world > 1:
+        import torch.distributed as dist
+
+        dist.barrier()
+    return out
