@@ -275,7 +275,10 @@ def pretrain(config: PretrainConfig, home: Path | None = None) -> Path:
         todo = range(state["batch_in_epoch"], min(steps_per_epoch, state["batch_in_epoch"] + total - state["step"]))
         # one loader item = this rank's micro-batches of one optimizer step
         micro = [order[b, rank, a].tolist() for b in todo for a in range(config.grad_accum)]
-        loader = DataLoader(dataset, batch_sampler=micro, num_workers=config.num_workers, collate_fn=_collate)
+        # its own generator: creating a loader iterator must not draw from the global RNG (dropout's),
+        # or a run resumed mid-epoch would draw at a different point than an uninterrupted one
+        loader = DataLoader(dataset, batch_sampler=micro, num_workers=config.num_workers, collate_fn=_collate,
+                            generator=torch.Generator().manual_seed(hash_seed(config.seed, state["epoch"], 1)))
         batches = iter(loader)
         for batch_index in todo:
             factor = lr_factor(state["step"], total, opt["schedule"], opt.get("warmup_steps", 0), opt.get("restart_steps", 0))
@@ -305,7 +308,7 @@ def pretrain(config: PretrainConfig, home: Path | None = None) -> Path:
             state["batch_in_epoch"] = batch_index + 1
             seen += batch_size
             bar.update(1)
-            bar.set_postfix(loss=f"{float(losses['loss']):.3f}", img_s=f"{seen / max(time.time() - started, 1e-6):.0f}")
+            bar.set_postfix(loss=f"{float(losses['loss'].detach()):.3f}", img_s=f"{seen / max(time.time() - started, 1e-6):.0f}")
             if rank == 0 and (state["step"] % config.checkpoint_every == 0 or state["step"] == total):
                 save_checkpoint(out, model, optimizer, scaler, state, recipe, method_config)
         if state["batch_in_epoch"] >= steps_per_epoch:
