@@ -55,10 +55,17 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (no usage dump), like every other g2d-bench error."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="g2d-bench", description="Benchmark for medical vision-language pretraining on chest X-rays.")
+    parser = _Parser(prog="g2d-bench", description="Benchmark for medical vision-language pretraining on chest X-rays.")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="log more (-v info, -vv debug)")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     p = sub.add_parser("list", help="list registered methods, tasks or datasets")
     p.add_argument("what", choices=["methods", "tasks", "datasets"])
@@ -107,7 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", dest="settings", type=_setting, action="append", default=[], metavar="KEY=VALUE", help="override a method setting")
     p.add_argument("--no-progress", action="store_true")
 
-    data = sub.add_parser("data", help="SynthCXR generation, split manifests, checks").add_subparsers(dest="data_command", required=True)
+    data = sub.add_parser("data", help="SynthCXR generation, split manifests, checks").add_subparsers(dest="data_command", required=True, parser_class=_Parser)
     p = data.add_parser("synth", help="write SynthCXR in the seven release formats")
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--n", type=int, help="images per dataset (default: SynthCXR's default counts)")

@@ -50,7 +50,7 @@ class Recipe(Protocol):
 
     def optimisation(self, config: Any) -> dict[str, Any]:
         """lr, weight_decay, betas, schedule ("warmup-cosine" | "cosine-restarts"), warmup_steps,
-        restart_steps, epochs, batch_size, image_size (input), cache_size — each with its source."""
+        restart_steps, epochs, batch_size, cache_size, find_unused_parameters (DDP) — each with its source."""
 
     def save_extra(self, model: Any, folder: Path) -> None:
         """Write what reloading needs besides the state dict (tokenizer, text config)."""
@@ -261,7 +261,9 @@ def pretrain(config: PretrainConfig, home: Path | None = None) -> Path:
         state = {k: int(saved[k]) for k in ("step", "epoch", "batch_in_epoch")}
         log.info("resumed from %s at step %d", out / "last.pt", state["step"])
     if world > 1:
-        model = torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=True)
+        # a method whose forward skips parameters on some steps (G2D's decoder before its PA warm-up)
+        # says so in its optimisation dict
+        model = torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=bool(opt.get("find_unused_parameters", False)))
     bare = model.module if world > 1 else model
     if rank == 0:
         write_json(out / "run.json", {"engine": dataclasses.asdict(config) | {"out": str(config.out)}, "optimisation": opt, "data": source, "world_size": world, "total_steps": total})
