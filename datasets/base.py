@@ -31,7 +31,8 @@ class Sample:
     - ``boxes``: N×4 float32, ``x1, y1, x2, y2`` in pixels of the image file as stored; ``None`` if
       the release has no boxes, an empty 0×4 array for an image with none.
     - ``report``: free text (MIMIC-CXR: FINDINGS + IMPRESSION), else ``None``.
-    - ``official_split``: ``"train"``, ``"valid"`` or ``"test"`` where the release assigns one.
+    - ``official_split``: the release's own name for the official split the sample belongs to
+      (``"train"``, ``"valid"``, ``"test"``, MIMIC's ``"validate"``, Object-CXR's ``"dev"``), or None.
     - ``extra``: release-specific fields (SIIM RLE strings, Object-CXR shapes, view position…).
     """
 
