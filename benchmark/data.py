@@ -29,10 +29,22 @@ SYNTH_SEED = 0
 SYNTH_SIZE = 256
 
 
+def synth_count() -> int | None:
+    """Images per SynthCXR dataset: ``$G2D_BENCH_SYNTH_N`` (quick runs, tests) or SynthCXR's defaults."""
+    text = os.environ.get("G2D_BENCH_SYNTH_N")
+    if not text:
+        return None
+    if not text.isdigit():
+        raise G2DBenchError(f"G2D_BENCH_SYNTH_N must be a positive integer, got {text!r}")
+    return int(text)
+
+
 def synth_root(home: Path | None = None) -> Path:
     from g2d_bench.datasets.synthcxr import SYNTH_VERSION
 
-    return (home or cache_home()) / "synthcxr" / f"v{SYNTH_VERSION}-seed{SYNTH_SEED}-{SYNTH_SIZE}px"
+    n = synth_count()
+    name = f"v{SYNTH_VERSION}-seed{SYNTH_SEED}-{SYNTH_SIZE}px" + (f"-n{n}" if n else "")
+    return (home or cache_home()) / "synthcxr" / name
 
 
 def ensure_synthcxr(dataset: str, home: Path | None = None, progress: bool = False) -> Path:
@@ -43,7 +55,7 @@ def ensure_synthcxr(dataset: str, home: Path | None = None, progress: bool = Fal
     folder = root / dataset
     if not folder.is_dir():
         log.info("generating SynthCXR %s under %s (once)", dataset, root)
-        generate(root, datasets=[dataset], size=SYNTH_SIZE, seed=SYNTH_SEED, progress=progress)
+        generate(root, datasets=[dataset], n=synth_count(), size=SYNTH_SIZE, seed=SYNTH_SEED, progress=progress)
     return folder
 
 
@@ -156,5 +168,7 @@ def load_task_data(
         boxes="boxes" in spec.needs,
     )
     cache = build_cache(release, manifest["sample_id"].astype(str).tolist(), cache_spec, home / "cache", progress)
-    source = {"root": str(root), "synthcxr": synthetic, "cache": cache_spec.key()}
+    source = {"root": str(root), "synthcxr": synthetic, "cache": cache_spec.key(), "cache_size": cache_spec.size}
+    if synthetic:
+        source["synthcxr_n"] = synth_count() or "default"
     return TaskData(spec, release, manifest, manifest_sha, cache, fraction, synthetic, source)
