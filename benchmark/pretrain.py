@@ -49,8 +49,8 @@ class Recipe(Protocol):
         """A transform on ``1×S×S`` uint8 tensors → ``1×s×s`` float in [0, 1]."""
 
     def optimisation(self, config: Any) -> dict[str, Any]:
-        """lr, weight_decay, betas, schedule ("warmup-cosine" | "cosine-restarts"), warmup_steps,
-        restart_steps, epochs, batch_size, cache_size, find_unused_parameters (DDP) — each with its source."""
+        """lr, weight_decay, betas, schedule ("warmup-cosine" | "cosine-restarts"), warmup_steps or
+        warmup_fraction, min_lr, restart_steps, epochs, batch_size, cache_size, find_unused_parameters (DDP) — each with its source."""
 
     def save_extra(self, model: Any, folder: Path) -> None:
         """Write what reloading needs besides the state dict (tokenizer, text config)."""
@@ -159,19 +159,19 @@ def init_distributed(device: str | None) -> tuple[int, int, str]:
 
 
 # -- schedule -------------------------------------------------------------------------------------
-def lr_factor(step: int, total: int, schedule: str, warmup: int, restart: int) -> float:
-    """Multiplier of the base lr at optimizer step ``step``.
+def lr_factor(step: int, total: int, schedule: str, warmup: int, restart: int, floor: float = 0.0) -> float:
+    """Multiplier of the base lr at optimizer step ``step``; ``floor`` = min_lr / lr.
 
-    ``warmup-cosine`` (G2D paper): linear warm-up over ``warmup`` steps, then cosine to 0 at ``total``.
-    ``cosine-restarts`` (official code): cosine annealing restarted every ``restart`` steps.
+    ``warmup-cosine`` (G2D paper): linear warm-up over ``warmup`` steps, then cosine to ``floor`` at ``total``.
+    ``cosine-restarts`` (official code): cosine annealing to ``floor`` restarted every ``restart`` steps.
     """
     if schedule == "warmup-cosine":
         if warmup and step < warmup:
             return (step + 1) / warmup
         progress = (step - warmup) / max(1, total - warmup)
-        return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
     if schedule == "cosine-restarts":
-        return 0.5 * (1 + math.cos(math.pi * (step % restart) / restart))
+        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * (step % restart) / restart))
     if schedule == "constant":
         return 1.0
     raise G2DBenchError(f"unknown schedule {schedule!r} (warmup-cosine, cosine-restarts, constant)")
@@ -201,7 +201,7 @@ def save_checkpoint(folder: Path, model, optimizer, scaler, state: dict, recipe:
     with atomic_path(folder / "weights.safetensors") as tmp:
         save_file(weights, str(tmp))
     recipe.save_extra(bare, folder)
-    write_json(folder / "config.json", {"method": recipe.name, "format": CHECKPOINT_FORMAT, "config": dataclasses.asdict(method_config), "step": state["step"]})
+    write_json(folder / "config.json", {"method": recipe.name, "format": CHECKPOINT_FORMAT, "config": method_config.to_dict() if hasattr(method_config, "to_dict") else dataclasses.asdict(method_config), "step": state["step"]})
 
 
 def load_checkpoint(path: Path) -> dict:
@@ -246,6 +246,8 @@ def pretrain(config: PretrainConfig, home: Path | None = None) -> Path:
     params = [p for p in model.parameters() if p.requires_grad]
     lr = config.lr or opt["lr"]
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=opt["weight_decay"], betas=tuple(opt.get("betas", (0.9, 0.999))))
+    # warm-up: a step count, or a fraction of all steps (MGCA code: 40 %)
+    warmup = opt.get("warmup_steps", 0) or int(round(opt.get("warmup_fraction", 0.0) * total))
     amp = config.amp if config.amp is not None else device.startswith("cuda")
     scaler = torch.amp.GradScaler("cuda") if amp and device.startswith("cuda") else None
 
@@ -283,7 +285,7 @@ def pretrain(config: PretrainConfig, home: Path | None = None) -> Path:
                             generator=torch.Generator().manual_seed(hash_seed(config.seed, state["epoch"], 1)))
         batches = iter(loader)
         for batch_index in todo:
-            factor = lr_factor(state["step"], total, opt["schedule"], opt.get("warmup_steps", 0), opt.get("restart_steps", 0))
+            factor = lr_factor(state["step"], total, opt["schedule"], warmup, opt.get("restart_steps", 0), opt.get("min_lr", 0.0) / lr)
             for group in optimizer.param_groups:
                 group["lr"] = lr * factor
             optimizer.zero_grad(set_to_none=True)

@@ -140,7 +140,7 @@ def run(config: RunConfig) -> Path:
         "scale": scale.name,
         "provenance": provenance(),
     }
-    missing = sorted(c.value for c in spec.requires if not adapter.has(c))
+    missing = sorted(c.value for c in spec.required(overrides) if not adapter.has(c))
     if missing:
         reason = f"method {config.method!r} lacks capability {', '.join(missing)} required by task {spec.name!r}"
         log.warning("skipped: %s", reason)

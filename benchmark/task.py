@@ -44,6 +44,9 @@ class TaskSpec:
     run: str  # lazy reference to the family function, "g2d_bench.tasks.linear:run"
     hparams: Mapping[str, Hyper] = field(default_factory=dict)
     requires: frozenset[Capability] = frozenset()
+    #: capabilities a setting value adds: ((setting, value, capability), …), e.g.
+    #: ("transfer", "encoder-decoder", DECODER)
+    requires_when: tuple[tuple[str, Any, Capability], ...] = ()
     #: what the preprocessed cache must hold besides images: subset of {"labels", "masks", "boxes"}
     needs: frozenset[str] = frozenset({"labels"})
     description: str = ""
@@ -52,6 +55,12 @@ class TaskSpec:
         object.__setattr__(self, "hparams", MappingProxyType(dict(self.hparams)))
         if self.primary not in self.metrics:
             raise ValueError(f"task {self.name}: primary metric {self.primary!r} not in {self.metrics}")
+
+    def required(self, settings: Mapping[str, Any]) -> frozenset[Capability]:
+        """Capabilities a run needs given its settings (overrides on top of the spec's values)."""
+        extra = {cap for name, value, cap in self.requires_when
+                 if settings.get(name, self.hparams[name].value if name in self.hparams else None) == value}
+        return frozenset(self.requires) | extra
 
     def describe(self) -> dict:
         """JSON-friendly form for run records."""

@@ -1,0 +1,42 @@
+"""The CPU-size G2D that ``g2d-bench run --method g2d`` uses when no ``--checkpoint`` is given:
+pretrained once on SynthCXR's MIMIC-format copy and cached under ``$G2D_BENCH_CACHE/pretrained``.
+
+The budget is counted in image-steps (SYNTHCXR.md: compare budgets across machines by
+image-steps, not wall time) and sized for the main command's 10-minute goal on 2 CPU cores:
+it is a quick model, enough to exercise every path and to beat random init on SynthCXR, not a
+converged one. ``g2d-bench pretrain --scale cpu`` trains longer ones.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+from g2d_bench.io import sha256_json
+
+log = logging.getLogger(__name__)
+
+#: the quick model (ours): paper profile at CPU scale, 96 px input (a multiple of the U-Net's
+#: stride 32; ~1.8x fewer pixels than 128), batch 32, 12,800 image-steps
+QUICK = {"profile": "paper", "scale": "cpu", "overrides": {"image_size": 96}, "batch_size": 32, "max_steps": 400}
+
+
+def quick_checkpoint(progress: bool = False, home: Path | None = None) -> Path:
+    """Folder of the quick CPU G2D, pretraining it first if it is not cached yet."""
+    from g2d_bench.data import cache_home, synth_root
+    from g2d_bench.pretrain import PretrainConfig, pretrain
+
+    home = home or cache_home()
+    key = sha256_json({**QUICK, "synth": str(synth_root(home).name)})[:12]
+    folder = home / "pretrained" / f"g2d-quick-{key}"
+    done = folder / "config.json"
+    if done.exists() and json.loads(done.read_text()).get("step") == QUICK["max_steps"]:
+        return folder
+    log.info("pretraining the quick CPU G2D on SynthCXR into %s (once; %d steps)", folder, QUICK["max_steps"])
+    config = PretrainConfig(
+        method="g2d", out=folder, profile=QUICK["profile"], scale=QUICK["scale"], batch_size=QUICK["batch_size"],
+        max_steps=QUICK["max_steps"], checkpoint_every=100, progress=progress,
+        method_overrides=dict(QUICK["overrides"]),
+    )
+    pretrain(config, home)
+    return folder

@@ -1,0 +1,122 @@
+"""Pseudo-mask inspection: a figure like G2D Fig. 4 (A.7) and an overlap check against true masks.
+
+:func:`pseudo_mask_overlap` measures whether pseudo masks carry image-specific meaning (the
+question of A.6): the mean IoU of each image's pseudo mask with its true lesion mask, next to two
+controls — a random mask of the same area drawn uniformly inside the image's body mask, and the
+pseudo mask of another image (a random derangement, A.6's "shuffled"). Only images with a
+non-empty true mask are scored; with per-head masks the union over heads is used.
+"""
+from __future__ import annotations
+
+import os
+import textwrap
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Sequence
+
+import numpy as np
+
+from g2d_bench.errors import G2DBenchError
+
+if TYPE_CHECKING:
+    import torch
+
+    from g2d_bench.methods.g2d.model import G2D
+    from g2d_bench.methods.g2d.pseudo_mask import PseudoMasks
+
+
+def compute_pseudo_masks(model: "G2D", images: "torch.Tensor") -> "PseudoMasks":
+    """The model's (unshuffled) pseudo masks for ``images`` (B×1×H×W in [0, 1]), in eval mode."""
+    import torch
+
+    from g2d_bench.methods.g2d.pseudo_mask import build_pseudo_masks
+
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            attention = model.encode_image(images)["attention"]
+            return build_pseudo_masks(attention, images, replace(model.cfg.mask, shuffle=False))
+    finally:
+        model.train(was_training)
+
+
+def _as_masks(true_masks, n: int) -> np.ndarray:
+    arr = np.asarray(true_masks.detach().cpu() if hasattr(true_masks, "detach") else true_masks).astype(bool)
+    arr = arr.reshape(arr.shape[0], *arr.shape[-2:]) if arr.ndim == 4 else arr
+    if arr.ndim != 3 or arr.shape[0] != n:
+        raise G2DBenchError(f"true_masks must be B×H×W or B×1×H×W with B = {n}, got shape {arr.shape}")
+    return arr
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    union = np.logical_or(a, b).sum()
+    return float(np.logical_and(a, b).sum() / union) if union else 1.0
+
+
+def pseudo_mask_overlap(model: "G2D", images: "torch.Tensor", true_masks, seed: int = 0) -> dict:
+    """Mean IoU of pseudo masks vs true lesion masks, and of the random and shuffled controls.
+
+    Returns ``{"n", "pseudo_iou", "random_iou", "shuffled_iou"}`` (NaN where nothing is scored).
+    """
+    import torch
+
+    from g2d_bench.methods.g2d.pseudo_mask import derangement
+
+    masks = compute_pseudo_masks(model, images)
+    pseudo = (masks.target > 0.5).any(dim=1).cpu().numpy()
+    body = masks.body[:, 0].cpu().numpy() if masks.body is not None else np.ones_like(pseudo)
+    truth = _as_masks(true_masks, pseudo.shape[0])
+    keep = np.flatnonzero(truth.reshape(len(truth), -1).any(1))
+    rng = np.random.default_rng(seed)
+    other = derangement(len(pseudo), torch.Generator().manual_seed(seed)).numpy() if len(pseudo) > 1 else None
+    scores = {"pseudo_iou": [], "random_iou": [], "shuffled_iou": []}
+    for i in keep:
+        scores["pseudo_iou"].append(_iou(pseudo[i], truth[i]))
+        inside = np.flatnonzero(body[i].ravel())
+        rand = np.zeros(pseudo[i].size, dtype=bool)
+        rand[rng.choice(inside, size=min(int(pseudo[i].sum()), inside.size), replace=False)] = True
+        scores["random_iou"].append(_iou(rand.reshape(pseudo[i].shape), truth[i]))
+        if other is not None:
+            scores["shuffled_iou"].append(_iou(pseudo[other[i]], truth[i]))
+    return {"n": int(len(keep)), **{k: float(np.mean(v)) if v else float("nan") for k, v in scores.items()}}
+
+
+def plot_pseudo_masks(model: "G2D", images: "torch.Tensor", reports: Sequence[str],
+                      out_png: str | os.PathLike, true_masks=None) -> Path:
+    """One row per image: the image with the aggregated attention map, the pseudo mask (true lesion
+    outline in red when ``true_masks`` is given), and the report. Written atomically."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from g2d_bench.io import atomic_path
+
+    masks = compute_pseudo_masks(model, images)
+    n = images.shape[0]
+    if len(reports) != n:
+        raise G2DBenchError(f"plot_pseudo_masks: {len(reports)} reports for {n} images")
+    truth = _as_masks(true_masks, n) if true_masks is not None else None
+    imgs = images[:, 0].detach().cpu().numpy()
+    attn = masks.attention.mean(dim=1).cpu().numpy()
+    target = masks.target.amax(dim=1).cpu().numpy()
+    fig = Figure(figsize=(10, 3.2 * n))
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(n, 3, squeeze=False)
+    for i in range(n):
+        a, b, c = axes[i]
+        a.imshow(imgs[i], cmap="gray")
+        a.imshow(attn[i], cmap="jet", alpha=0.45)
+        a.set_title("aggregated attention")
+        b.imshow(imgs[i], cmap="gray")
+        b.imshow(np.ma.masked_where(target[i] < 0.5, target[i]), cmap="autumn", alpha=0.5, vmin=0, vmax=1)
+        if truth is not None and truth[i].any():
+            b.contour(truth[i].astype(float), levels=[0.5], colors="red", linewidths=1.2)
+        b.set_title("pseudo mask" + (" (red: true lesion)" if truth is not None else ""))
+        c.text(0, 1, textwrap.fill(reports[i], 45), va="top", ha="left", fontsize=8, transform=c.transAxes)
+        for ax in (a, b, c):
+            ax.axis("off")
+    fig.tight_layout()
+    out_png = Path(out_png)
+    with atomic_path(out_png) as tmp:
+        fig.savefig(tmp, dpi=100, format=out_png.suffix.lstrip(".") or "png")
+    return out_png
