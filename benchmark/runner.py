@@ -24,14 +24,15 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class Scale:
     """Model and input size presets. ``paper``: the protocols' own sizes (224 px) and ResNet-50;
-    ``cpu``: what 2 CPU cores can sweep on SynthCXR (128 px, ResNet-18). Recorded in every run."""
+    ``cpu``: what 2 CPU cores can sweep on SynthCXR (96 px as in SYNTHCXR.md's prototype, ResNet-18;
+    a U-Net epoch at 128 px was ~1.8x slower). Recorded in every run."""
 
     name: str
     image_size: int | None  # None: the task's own image_size
     arch: str
 
 
-SCALES = {"paper": Scale("paper", None, "resnet50"), "cpu": Scale("cpu", 128, "resnet18")}
+SCALES = {"paper": Scale("paper", None, "resnet50"), "cpu": Scale("cpu", 96, "resnet18")}
 
 
 @dataclass

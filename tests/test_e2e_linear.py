@@ -46,7 +46,7 @@ def test_run_then_leaderboard(env, tmp_path):
     cli(env, tmp_path, "run", "--method", "random", "--task", "rsna-cls", "--fraction", "0.01", "--no-progress")
     [record] = records(tmp_path / "runs")
     assert record["status"] == "ok" and 0.0 <= record["metrics"]["auc"] <= 1.0
-    assert record["data"]["synthcxr"] is True and record["key"]["image_size"] == 128
+    assert record["data"]["synthcxr"] is True and record["key"]["image_size"] == 96
     assert record["method"]["arch"] == "resnet18" and record["provenance"]["packages"]["torch"]
     scores = (tmp_path / "runs").rglob("*.scores.csv")
     assert len(next(scores).read_text().splitlines()) == record["data"]["counts"]["test"] + 1

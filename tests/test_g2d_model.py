@@ -252,8 +252,8 @@ def test_profiles_and_training_profile():
 
 def test_scale_presets():
     cpu = G2DConfig(profile="official", scale="cpu")
-    assert (cpu.arch, cpu.image_size, cpu.text_model, cpu.freeze_layers, cpu.heads) == ("resnet18", 128, "scratch", 0, 4)
-    assert G2DConfig(scale="cpu", image_size=96).image_size == 96
+    assert (cpu.arch, cpu.image_size, cpu.text_model, cpu.freeze_layers, cpu.heads) == ("resnet18", 96, "scratch", 0, 4)
+    assert G2DConfig(scale="cpu", image_size=128).image_size == 128
     assert training_profile(cpu)["batch_size"] == 64 and training_profile(G2DConfig())["batch_size"] == 2048
     # derived settings follow an override; explicit ones stay
     four = G2DConfig().with_overrides({"heads": 4})

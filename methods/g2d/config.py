@@ -121,9 +121,10 @@ SCALE_DEFAULTS: dict[str, dict[str, Any]] = {
         text_model=BIO_CLINICAL_BERT,  # §4.1 ClinicalBERT; official config.yaml
         text_max_length=256,  # official pre_model/cnn_ae ``_tokenize`` max_length=256 (paper silent)
     ),
-    # CPU runs on SynthCXR (ours): SYNTHCXR.md's prototype (ResNet-18, 2-layer BERT with hidden 128)
-    # at 128 px (ENVIRONMENT.md speed table); template reports fit in 64 tokens
-    "cpu": dict(arch="resnet18", image_size=128, text_model=SCRATCH_TEXT, text_max_length=64),
+    # CPU runs on SynthCXR (ours): SYNTHCXR.md's prototype (ResNet-18, 2-layer BERT with hidden 128,
+    # 96 px — a multiple of the U-Net stride 32; the same size as g2d-bench's cpu scale for tasks);
+    # template reports fit in 64 tokens
+    "cpu": dict(arch="resnet18", image_size=96, text_model=SCRATCH_TEXT, text_max_length=64),
 }
 
 
