@@ -114,6 +114,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", dest="settings", type=_setting, action="append", default=[], metavar="KEY=VALUE", help="override a method setting")
     p.add_argument("--no-progress", action="store_true")
 
+    g2d = sub.add_parser("g2d", help="inspect G2D's pseudo masks on SynthCXR (true lesions known)").add_subparsers(dest="g2d_command", required=True, parser_class=_Parser)
+    for name, text in (("masks", "mean IoU of pseudo masks vs true lesions, and of random / shuffled controls"),
+                       ("figure", "a figure like G2D Fig. 4: attention map, pseudo mask, report")):
+        p = g2d.add_parser(name, help=text)
+        p.add_argument("--checkpoint", help="G2D checkpoint folder (default: the quick CPU G2D, pretrained once)")
+        p.add_argument("--n", type=int, default=200 if name == "masks" else 4, help="held-out images to use")
+        p.add_argument("--seed", type=int, default=0)
+        if name == "figure":
+            p.add_argument("--out", type=Path, default=Path("g2d_pseudo_masks.png"))
+        p.add_argument("--no-progress", action="store_true")
+
     data = sub.add_parser("data", help="SynthCXR generation, split manifests, checks").add_subparsers(dest="data_command", required=True, parser_class=_Parser)
     p = data.add_parser("synth", help="write SynthCXR in the seven release formats")
     p.add_argument("--out", type=Path, required=True)
@@ -271,7 +282,32 @@ def cmd_pretrain(args) -> int:
     return 0
 
 
-COMMANDS = {"list": cmd_list, "run": cmd_run, "sweep": cmd_sweep, "leaderboard": cmd_leaderboard, "data": cmd_data, "pretrain": cmd_pretrain}
+def cmd_g2d(args) -> int:
+    import torch
+
+    from g2d_bench.data import ensure_synthcxr
+    from g2d_bench.methods.g2d.default import quick_checkpoint
+    from g2d_bench.methods.g2d.figure import plot_pseudo_masks, pseudo_mask_overlap
+    from g2d_bench.methods.g2d.inspect_masks import load_model, truth_pairs
+
+    checkpoint = args.checkpoint or quick_checkpoint(progress=not args.no_progress)
+    model = load_model(checkpoint)
+    root = ensure_synthcxr("mimic-cxr", progress=not args.no_progress)
+    images, truth, reports = truth_pairs(root, model.cfg.image_size, args.n, args.seed)
+    if args.g2d_command == "figure":
+        path = plot_pseudo_masks(model, images, reports, args.out, true_masks=truth)
+        print(f"wrote {path} ({len(reports)} held-out SynthCXR images, checkpoint {checkpoint})")
+        return 0
+    with torch.no_grad():
+        result = pseudo_mask_overlap(model, images, truth, seed=args.seed)
+    print(f"checkpoint {checkpoint}: {result['n']} held-out SynthCXR images with lesions")
+    print(f"  mean IoU, pseudo mask vs true lesions:            {result['pseudo_iou']:.4f}")
+    print(f"  mean IoU, random mask of the same area (in body):  {result['random_iou']:.4f}")
+    print(f"  mean IoU, another image's pseudo mask (shuffled):  {result['shuffled_iou']:.4f}")
+    return 0
+
+
+COMMANDS = {"list": cmd_list, "run": cmd_run, "sweep": cmd_sweep, "leaderboard": cmd_leaderboard, "data": cmd_data, "pretrain": cmd_pretrain, "g2d": cmd_g2d}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -300,7 +300,7 @@ def pretrain(config: PretrainConfig, home: Path | None = None) -> Path:
                 loss = losses["loss"] / config.grad_accum
                 if not torch.isfinite(loss):
                     raise G2DBenchError(
-                        f"loss became {float(loss)} at step {state['step']}; the last good checkpoint is {out / 'last.pt'} — lower --lr or check the data"
+                        f"loss became {float(loss.detach())} at step {state['step']}; the last good checkpoint is {out / 'last.pt'} — lower --lr or check the data"
                     )
                 (scaler.scale(loss) if scaler else loss).backward()
             if scaler is not None:
