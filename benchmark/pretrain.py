@@ -245,7 +245,8 @@ def pretrain(config: PretrainConfig, home: Path | None = None) -> Path:
     total = config.max_steps or int(math.ceil((config.epochs or opt["epochs"]) * steps_per_epoch))
     params = [p for p in model.parameters() if p.requires_grad]
     lr = config.lr or opt["lr"]
-    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=opt["weight_decay"], betas=tuple(opt.get("betas", (0.9, 0.999))))
+    # foreach: the multi-tensor AdamW (CUDA default; ~10 % faster steps on CPU too, same update)
+    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=opt["weight_decay"], betas=tuple(opt.get("betas", (0.9, 0.999))), foreach=True)
     # warm-up: a step count, or a fraction of all steps (MGCA code: 40 %)
     warmup = opt.get("warmup_steps", 0) or int(round(opt.get("warmup_fraction", 0.0) * total))
     amp = config.amp if config.amp is not None else device.startswith("cuda")
