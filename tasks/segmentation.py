@@ -8,6 +8,10 @@ gradients, and by default BatchNorm in eval mode for the whole run) and runs und
 
 ``transfer="encoder-decoder"`` also loads the method's pretrained U-Net decoder (G2D's
 "encoder-decoder" row); methods without one cannot run it.
+
+The frozen encoder's outputs on the validation images (never augmented) are computed once per run
+and reused every epoch (:class:`FeatureCache`, shared with the detection family); with
+``encoder_bn="train"`` the encoder changes during training and runs every time, as in MGCA.
 """
 from __future__ import annotations
 
@@ -28,6 +32,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+FEATURE_CACHE_SOURCE = ("g2d-bench: memory (MB) for frozen-encoder outputs of un-augmented splits, computed once per "
+                        "run instead of every epoch (speed only, same numbers; 0 = off; unused with encoder_bn='train')")
 _MGCA = "MGCA code, mgca/models/mgca/mgca_segmenter.py"
 _SSL = "MGCA code, mgca/models/ssl_segmenter.py"
 _LOSS = "MGCA code, mgca/utils/segmentation_loss.py MixedLoss"
@@ -51,6 +57,7 @@ COMMON = {
     "aug_scale": Hyper((0.9, 1.1), _AUG),
     "encoder_bn": Hyper("eval", f"REFERENCE.md: frozen encoder, BN in eval mode; 'train' = {_MGCA} (requires_grad=False only, BN keeps updating)"),
     "drop_last": Hyper(True, "MGCA code, mgca/datasets/data_module.py train_dataloader(drop_last=True)"),
+    "feature_cache_mb": Hyper(4096, FEATURE_CACHE_SOURCE),
 }
 
 
@@ -112,12 +119,17 @@ def set_train_mode(unet: "nn.Module", training: bool) -> None:
     unet.encoder.train(training and getattr(unet.encoder, "bn_mode", "eval") == "train")
 
 
-def forward_frozen(unet: "nn.Module", x: "torch.Tensor") -> "torch.Tensor":
-    """``x``: normalised ``B×3×S×S`` → logits ``B×1×S×S``; encoder features carry no graph."""
+def forward_frozen(unet: "nn.Module", x: "torch.Tensor", stored: list["torch.Tensor"] | None = None) -> "torch.Tensor":
+    """``x``: normalised ``B×3×S×S`` → logits ``B×1×S×S``; encoder features carry no graph.
+    ``stored``: the encoder's outputs on ``x`` after its input (``unet.encoder(x)[1:]``), computed
+    earlier (:class:`FeatureCache`); the encoder then does not run."""
     import torch
 
-    with torch.no_grad():
-        features = unet.encoder(x)
+    if stored is None:
+        with torch.no_grad():
+            features = unet.encoder(x)
+    else:
+        features = [x, *stored]  # smp's decoder reads only the shape of its first input
     return unet.segmentation_head(unet.decoder(features))
 
 
@@ -182,6 +194,104 @@ def batches(n: int, batch_size: int, generator=None, drop_last: bool = False) ->
     return out
 
 
+class FeatureCache:
+    """Frozen-encoder outputs of whole splits, computed once per run and kept in memory.
+
+    A frozen encoder whose BatchNorm stays in eval mode maps an image to the same features in every
+    epoch, so the un-augmented splits (validation; detection's training split too) need it once:
+    ``encode(x)`` (normalised ``B×3×S×S`` → list of ``B×C×h×w``) runs in eval mode under
+    ``torch.no_grad()``, and the outputs are stored in float32 with the strides the encoder gave
+    them, so the heads compute exactly what they would on fresh outputs. Rows are encoded in the
+    batches the task itself uses (in order for evaluation; groups of the training batch size for
+    training rows), because CPU kernels may round differently at other batch sizes. Splits are
+    stored while their total stays within ``feature_cache_mb``; a split that does not fit, and
+    every split under ``encoder_bn="train"``, is encoded afresh each time (:meth:`rows` → ``None``).
+    """
+
+    def __init__(self, ctx: TaskContext, encode: Callable[["torch.Tensor"], list["torch.Tensor"]],
+                 load: Callable[[SplitArrays, np.ndarray], "torch.Tensor"]):
+        self.ctx, self.encode, self.load = ctx, encode, load
+        mb = ctx.hp("feature_cache_mb")
+        if isinstance(mb, bool) or not isinstance(mb, (int, float)) or mb < 0:
+            raise G2DBenchError(f"feature_cache_mb must be a number of megabytes >= 0 (0 = no cache), got {mb!r}")
+        self.off = ("encoder_bn='train' updates the encoder during training" if ctx.hp("encoder_bn") != "eval"
+                    else "feature_cache_mb=0" if mb == 0 else None)
+        self.budget = 0 if self.off else int(mb * 2**20)
+        self.stored: dict[str, list["torch.Tensor"]] = {}
+        self.notes: dict[str, str] = {}  # split -> what happened, for the run record
+
+    def add(self, split: str, arrays: SplitArrays, batch_size: int, training_rows: bool = False) -> bool:
+        """Encode every row of ``arrays`` once, if the budget allows. ``training_rows``: encode in
+        groups of ``batch_size`` rows (the last group overlaps the one before), the size every
+        training batch has with ``drop_last``; else in the evaluation batches (in order, last one short)."""
+        import torch
+
+        if self.off:
+            self.notes[split] = f"encoded every epoch ({self.off})"
+            return False
+        n, size = len(arrays), min(batch_size, len(arrays))
+        if n == 0:
+            return False
+        if training_rows:
+            starts = sorted({min(start, n - size) for start in range(0, n, size)})
+            chunks = [np.arange(start, start + size) for start in starts]
+        else:
+            chunks = batches(n, batch_size)
+        stages, done = None, 0
+        with torch.no_grad():
+            for chunk in chunks:
+                outputs = self.encode(self.load(arrays, chunk))
+                if stages is None:
+                    need = sum(o[0].numel() * o.element_size() for o in outputs) * n
+                    if need > self.budget:
+                        self._note_over(split, need)
+                        return False
+                    stages = [_empty_rows(o, n) for o in outputs]
+                keep = slice(done - int(chunk[0]), None)  # rows an overlapping last group already had
+                for stage, out in zip(stages, outputs):
+                    stage[done : int(chunk[-1]) + 1].copy_(out[keep])
+                done = int(chunk[-1]) + 1
+        self.budget -= need
+        self.stored[split] = stages
+        self.notes[split] = f"encoded once, {need / 2**20:.1f} MB"
+        self.ctx.log.debug("feature cache: %s split encoded once (%d rows, %.1f MB)", split, n, need / 2**20)
+        return True
+
+    def _note_over(self, split: str, need: int) -> None:
+        mb = self.ctx.hp("feature_cache_mb")
+        self.notes[split] = f"encoded every epoch (needs {need / 2**20:.1f} MB, feature_cache_mb={mb:g})"
+        self.ctx.log.info("feature cache: the %s split's encoder outputs need %.0f MB, more than the %.0f MB left of "
+                          "feature_cache_mb=%g; encoding it every epoch instead (raise feature_cache_mb to cache it)",
+                          split, need / 2**20, self.budget / 2**20, mb)
+
+    def rows(self, split: str, index: np.ndarray) -> list["torch.Tensor"] | None:
+        """The stored outputs of rows ``index`` (ascending) of ``split``, laid out as the encoder
+        lays them out; ``None`` when the split is not stored."""
+        import torch
+
+        stages = self.stored.get(split)
+        if stages is None:
+            return None
+        index = np.asarray(index)
+        if len(index) and np.array_equal(index, np.arange(index[0], index[0] + len(index))):
+            return [stage[int(index[0]) : int(index[0]) + len(index)] for stage in stages]  # views, no copy
+        rows = torch.as_tensor(index, device=stages[0].device)
+        return [_empty_rows(stage, len(index)).copy_(stage.index_select(0, rows)) for stage in stages]
+
+    def clear(self) -> None:
+        self.stored.clear()
+
+
+def _empty_rows(like: "torch.Tensor", n: int) -> "torch.Tensor":
+    """An uninitialised ``n×C×h×w`` tensor whose rows have ``like``'s strides (NCHW or channels_last)."""
+    import torch
+
+    row = like.shape[1:]
+    if like.stride(0) != int(np.prod(row)):  # not batch-outermost dense: fall back to the default layout
+        return like.new_empty((n, *row))
+    return torch.empty_strided((n, *row), (int(np.prod(row)), *like.stride()[1:]), dtype=like.dtype, device=like.device)
+
+
 def check_data(arrays: SplitArrays, split: str, stride: int = 32) -> int:
     """The image side ``S`` of a split; checks masks are present and ``S`` divides by ``stride``."""
     if arrays.masks is None:
@@ -222,8 +332,10 @@ def fit_head(ctx: TaskContext, model: "nn.Module", train_epoch: Callable[[int], 
     return {"epochs_run": epoch + 1, "best_epoch": best_epoch, f"best_{monitor}": best, "history": history}
 
 
-def _evaluate(ctx: TaskContext, unet, arrays: SplitArrays, batch_size: int) -> tuple[np.ndarray, float, np.ndarray]:
-    """Per-image Dice, mean loss (batched like MGCA's loss) and per-image predicted pixel counts."""
+def _evaluate(ctx: TaskContext, unet, arrays: SplitArrays, batch_size: int,
+              features: Callable[[np.ndarray], list | None] = lambda index: None) -> tuple[np.ndarray, float, np.ndarray]:
+    """Per-image Dice, mean loss (batched like MGCA's loss) and per-image predicted pixel counts.
+    ``features(index)``: the stored encoder outputs of those rows (:meth:`FeatureCache.rows`) or ``None``."""
     import torch
 
     set_train_mode(unet, False)
@@ -231,7 +343,7 @@ def _evaluate(ctx: TaskContext, unet, arrays: SplitArrays, batch_size: int) -> t
     with torch.no_grad():
         for index in batches(len(arrays), batch_size):
             x, y = load_batch(arrays, index, ctx.device)
-            logits = forward_frozen(unet, ctx.adapter.normalize(x).contiguous(memory_format=torch.channels_last))
+            logits = forward_frozen(unet, ctx.adapter.normalize(x).contiguous(memory_format=torch.channels_last), features(index))
             losses.append(float(segmentation_loss(logits, y, ctx.hp("focal_weight"), ctx.hp("focal_gamma"), ctx.hp("dice_smooth"))))
             weights.append(len(index))
             pred = (torch.sigmoid(logits) > ctx.hp("threshold"))[:, 0].cpu().numpy()
@@ -244,6 +356,9 @@ def train_unet(ctx: TaskContext, unet, train: SplitArrays, valid: SplitArrays) -
     """Train the decoder and head of ``unet`` in place (best validation state loaded back)."""
     import torch
 
+    select_on = ctx.hp("select_on")
+    if select_on not in ("val_loss", "val_dice"):
+        raise G2DBenchError(f"select_on must be 'val_loss' or 'val_dice', got {select_on!r}")
     params = [p for p in unet.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=ctx.hp("lr"), betas=tuple(ctx.hp("betas")), weight_decay=ctx.hp("weight_decay"))
     generator = torch.Generator().manual_seed(ctx.seed)
@@ -264,14 +379,24 @@ def train_unet(ctx: TaskContext, unet, train: SplitArrays, valid: SplitArrays) -
             total, seen = total + float(loss.detach()) * len(index), seen + len(index)
         return total / max(seen, 1)
 
+    # validation images are never augmented: with the encoder frozen, its outputs are the same every epoch
+    cache = FeatureCache(ctx, lambda x: unet.encoder.eval()(x)[1:], _normalized_images(ctx))
+    cache.add("valid", valid, batch_size)
+
     def validate() -> dict:
-        dice, loss, _ = _evaluate(ctx, unet, valid, batch_size)
+        dice, loss, _ = _evaluate(ctx, unet, valid, batch_size, lambda index: cache.rows("valid", index))
         return {"val_loss": loss, "val_dice": float(dice.mean())}
 
-    select_on = ctx.hp("select_on")
-    if select_on not in ("val_loss", "val_dice"):
-        raise G2DBenchError(f"select_on must be 'val_loss' or 'val_dice', got {select_on!r}")
-    return fit_head(ctx, unet, train_epoch, validate, select_on, higher_is_better=select_on == "val_dice")
+    info = fit_head(ctx, unet, train_epoch, validate, select_on, higher_is_better=select_on == "val_dice")
+    cache.clear()
+    return info | {"feature_cache": cache.notes}
+
+
+def _normalized_images(ctx: TaskContext) -> Callable[[SplitArrays, np.ndarray], "torch.Tensor"]:
+    """Rows of a split → the normalised, channels_last ``B×3×S×S`` batch the encoder takes."""
+    import torch
+
+    return lambda arrays, index: ctx.adapter.normalize(load_batch(arrays, index, ctx.device)[0]).contiguous(memory_format=torch.channels_last)
 
 
 def run(ctx: TaskContext) -> TaskResult:

@@ -39,8 +39,8 @@ def adapter() -> MethodAdapter:
                          preprocess=Preprocess(), checkpoint_hash="0" * 64)
 
 
-def fake_ctx(tmp_path: Path, seed: int = 0, size: int = 64, **overrides) -> TaskContext:
-    data = {"train": squares(8, size, 1), "valid": squares(4, size, 2), "test": squares(6, size, 3)}
+def fake_ctx(tmp_path: Path, seed: int = 0, size: int = 64, rows: tuple[int, int, int] = (8, 4, 6), **overrides) -> TaskContext:
+    data = {name: squares(n, size, i + 1) for i, (name, n) in enumerate(zip(("train", "valid", "test"), rows))}
     hp = {"max_epochs": 3, "batch_size": 8, "image_size": size, "head_width": 0.25, **overrides}
     return TaskContext(spec=det.RSNA_DET, adapter=adapter(), data=data.__getitem__, fraction=1.0, seed=seed,
                        device="cpu", workdir=tmp_path, overrides=hp, log=logging.getLogger("test"))
@@ -142,3 +142,48 @@ def test_run_rejects_bad_input(tmp_path):
         det.run(fake_ctx(tmp_path, size=48))
     with pytest.raises(G2DBenchError, match="map_mode"):
         det.run(fake_ctx(tmp_path, map_mode="skip"))
+
+
+def count_encoded_rows(monkeypatch) -> list[int]:
+    """Patch ``build_detector`` so that every row its frozen encoder processes is counted."""
+    counts, build = [], det.build_detector
+
+    def counting_build(*args, **kwargs):
+        model = build(*args, **kwargs)
+        model.encoder.layer4.register_forward_hook(lambda module, inputs, output: counts.append(len(inputs[0])))
+        return model
+
+    monkeypatch.setattr(det, "build_detector", counting_build)
+    return counts
+
+
+def test_feature_cache_gives_the_same_run(tmp_path, monkeypatch):
+    # 10 train rows in shuffled batches of 4 (cached rows are gathered; the cache encodes rows 0-3,
+    # 4-7 and 6-9, every row in a batch of 4 like training), 10 valid rows in batches 4, 4, 2
+    settings = dict(size=64, rows=(10, 10, 6), batch_size=4, max_epochs=3, patience=10, lr=1e-3)
+    counts = count_encoded_rows(monkeypatch)
+    plain = det.run(fake_ctx(tmp_path, feature_cache_mb=0, **settings))
+    assert counts == 3 * ([4, 4] + [4, 4, 2]) + [4, 2]  # 3 × (train + valid batches), then test
+    counts[:] = []
+    cached = det.run(fake_ctx(tmp_path, **settings))
+    assert counts == [4, 4, 2] + [4, 4, 4] + [4, 2]  # valid and train once, then test
+    # 10 rows × (128·8² + 256·4² + 512·2²) float32 each
+    assert cached.info["feature_cache"] == {"valid": "encoded once, 0.5 MB", "train": "encoded once, 0.5 MB"}
+    assert plain.info["feature_cache"]["train"].startswith("encoded every epoch (feature_cache_mb=0")
+    assert plain.per_sample["n_pred"].sum() > 0  # something to compare
+    assert cached.info["history"] == plain.info["history"]  # losses and val mAP, bit for bit
+    assert cached.metrics == plain.metrics and cached.per_sample.equals(plain.per_sample)
+
+
+def test_feature_cache_budget_and_bn_train(tmp_path, monkeypatch):
+    counts = count_encoded_rows(monkeypatch)
+    # 0.6 MB holds the valid split (10 × 57 kB) but not the train split next to it
+    result = det.run(fake_ctx(tmp_path, size=64, rows=(10, 10, 2), batch_size=4, max_epochs=2, feature_cache_mb=0.6))
+    assert result.info["feature_cache"]["valid"].startswith("encoded once")
+    assert result.info["feature_cache"]["train"].startswith("encoded every epoch (needs 0.5 MB, feature_cache_mb=0.6)")
+    assert counts == [4, 4, 2] + [4] + 2 * [4, 4] + [2]  # valid once, a wasted sizing batch, train per epoch, test
+    counts[:] = []
+    result = det.run(fake_ctx(tmp_path, encoder_bn="train", rows=(8, 4, 2), max_epochs=2))
+    assert set(result.info["feature_cache"]) == {"valid", "train"}
+    assert all(note.startswith("encoded every epoch (encoder_bn='train'") for note in result.info["feature_cache"].values())
+    assert counts == 2 * [8, 4] + [2]

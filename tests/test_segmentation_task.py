@@ -34,8 +34,8 @@ def adapter(capabilities=frozenset()) -> MethodAdapter:
                          preprocess=Preprocess(), checkpoint_hash="0" * 64, capabilities=capabilities)
 
 
-def fake_ctx(tmp_path: Path, seed: int = 0, size: int = 32, **overrides) -> TaskContext:
-    data = {"train": blobs(8, size, 1), "valid": blobs(4, size, 2), "test": blobs(6, size, 3)}
+def fake_ctx(tmp_path: Path, seed: int = 0, size: int = 32, rows: tuple[int, int, int] = (8, 4, 6), **overrides) -> TaskContext:
+    data = {name: blobs(n, size, i + 1) for i, (name, n) in enumerate(zip(("train", "valid", "test"), rows))}
     # an easy set: one full batch per epoch, no augmentation, a brisk learning rate
     hp = {"max_epochs": 4, "batch_size": 8, "image_size": size, "aug_p": 0.0, "lr": 1e-3, **overrides}
     return TaskContext(spec=seg.SIIM_SEG, adapter=adapter(), data=data.__getitem__, fraction=1.0, seed=seed,
@@ -126,6 +126,8 @@ def test_run_rejects_bad_sizes_and_settings(tmp_path):
         seg.run(fake_ctx(tmp_path, dice_reduction="macro"))
     with pytest.raises(G2DBenchError, match="no pretrained decoder"):
         seg.run(fake_ctx(tmp_path, transfer="encoder-decoder"))
+    with pytest.raises(G2DBenchError, match="feature_cache_mb must be a number"):
+        seg.run(fake_ctx(tmp_path, feature_cache_mb="lots"))
 
 
 def test_encoder_bn_modes():
@@ -153,3 +155,64 @@ def test_fit_head_early_stops_and_restores_best(tmp_path):
     nan_scores = iter([float("nan")] * 3)
     info = seg.fit_head(ctx, model, train_epoch, lambda: {"val_map": next(nan_scores)}, "val_map", higher_is_better=True)
     assert info["best_epoch"] == -1 and info["epochs_run"] == 2 and float(model.weight.detach()) == 1.0
+
+
+def count_encoded_rows(monkeypatch) -> list[int]:
+    """Patch ``build_unet`` so that every row the U-Net's encoder processes is counted."""
+    counts, build = [], seg.build_unet
+
+    def counting_build(*args, **kwargs):
+        unet = build(*args, **kwargs)
+        unet.encoder.register_forward_hook(lambda module, inputs, output: counts.append(len(inputs[0])))
+        return unet
+
+    monkeypatch.setattr(seg, "build_unet", counting_build)
+    return counts
+
+
+def test_feature_cache_gives_the_same_run(tmp_path, monkeypatch):
+    # 10 valid rows in batches of 4 (a short last batch), augmentation on: the cached run must see
+    # the same augmentation draws and compute the same numbers
+    settings = dict(size=64, rows=(10, 10, 6), batch_size=4, max_epochs=3, patience=10, aug_p=0.5)
+    counts = count_encoded_rows(monkeypatch)
+    plain = seg.run(fake_ctx(tmp_path, feature_cache_mb=0, **settings))
+    plain_rows, counts[:] = sum(counts), []
+    cached = seg.run(fake_ctx(tmp_path, **settings))
+    assert cached.info["feature_cache"] == {"valid": "encoded once, 3.7 MB"}  # 10 × 96,256 float32
+    assert plain.info["feature_cache"]["valid"].startswith("encoded every epoch (feature_cache_mb=0")
+    assert sum(counts) == plain_rows - 2 * 10  # the valid split is encoded once, not three times
+    assert cached.info["history"] == plain.info["history"]  # losses and val Dice, bit for bit
+    assert cached.metrics == plain.metrics and cached.per_sample.equals(plain.per_sample)
+    assert cached.info["test_loss"] == plain.info["test_loss"]
+
+
+def test_feature_cache_over_budget_encodes_every_epoch(tmp_path, monkeypatch, caplog):
+    counts = count_encoded_rows(monkeypatch)
+    with caplog.at_level(logging.INFO, logger="test"):
+        result = seg.run(fake_ctx(tmp_path, size=64, max_epochs=2, feature_cache_mb=1, rows=(8, 16, 6)))
+    assert result.info["feature_cache"]["valid"].startswith("encoded every epoch (needs 5.9 MB")  # 16 × 96,256 float32
+    assert "raise feature_cache_mb" in caplog.text
+    # the first valid batch (which told the size, then was thrown away), 2 × (train + 2 valid batches), test
+    assert counts == [8] + 2 * [8, 8, 8] + [6]
+
+
+def test_feature_cache_is_off_when_encoder_bn_trains(tmp_path, monkeypatch):
+    counts = count_encoded_rows(monkeypatch)
+    result = seg.run(fake_ctx(tmp_path, encoder_bn="train", max_epochs=2))
+    assert result.info["feature_cache"]["valid"].startswith("encoded every epoch (encoder_bn='train'")
+    assert sum(counts) == 2 * (8 + 4) + 6  # train and valid rows every epoch, then the test rows
+
+
+def test_feature_cache_rows_keep_the_encoder_layout(tmp_path):
+    unet = seg.build_unet(adapter()).to(memory_format=torch.channels_last)
+    data = blobs(7, 64, 0)
+    ctx = fake_ctx(tmp_path, feature_cache_mb=16)
+    cache = seg.FeatureCache(ctx, lambda x: unet.encoder.eval()(x)[1:], seg._normalized_images(ctx))
+    assert cache.add("train", data, batch_size=3, training_rows=True)  # groups 0-2, 3-5, 4-6
+    with torch.no_grad():
+        fresh = unet.encoder(seg._normalized_images(ctx)(data, np.array([1, 4, 6])))[1:]
+    for index in (np.array([1, 4, 6]), np.array([4, 5, 6])):  # a gather and a slice
+        for got, want in zip(cache.rows("train", index), fresh):
+            assert got.shape == want.shape and got.stride() == want.stride()
+    assert all(torch.equal(a, b) for a, b in zip(cache.rows("train", np.array([1, 4, 6])), fresh))
+    assert cache.rows("valid", np.array([0])) is None
