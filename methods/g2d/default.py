@@ -17,8 +17,9 @@ from g2d_bench.io import sha256_json
 log = logging.getLogger(__name__)
 
 #: the quick model (ours): paper profile at CPU scale (ResNet-18, 96 px, 2-layer BERT), batch 32,
-#: 400 steps = 12,800 image-steps
-QUICK = {"profile": "paper", "scale": "cpu", "overrides": {}, "batch_size": 32, "max_steps": 400}
+#: 200 steps = 6,400 image-steps (~17 img/s on 2 idle cores: ~6 min). SYNTHCXR.md calls ~13k
+#: image-steps a smoke test; this is a quick model for the first run, not a converged one.
+QUICK = {"profile": "paper", "scale": "cpu", "overrides": {}, "batch_size": 32, "max_steps": 200}
 
 
 def quick_checkpoint(progress: bool = False, home: Path | None = None) -> Path:
