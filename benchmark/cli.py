@@ -108,6 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--grad-accum", type=int, default=1)
     p.add_argument("--checkpoint-every", type=int, default=200)
     p.add_argument("--workers", type=int, default=0, help="data-loader worker processes")
+    p.add_argument("--sync-bn", action="store_true", help="multi-GPU: SyncBatchNorm (default: per-GPU BatchNorm, as the official G2D code)")
     p.add_argument("--device")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None, help="mixed precision (default: on with CUDA)")
@@ -274,7 +275,7 @@ def cmd_pretrain(args) -> int:
     config = PretrainConfig(
         method=args.method, dataset=args.data, data_root=args.data_root, out=out, profile=args.profile, scale=scale,
         seed=args.seed, batch_size=args.batch_size, epochs=args.epochs, max_steps=args.max_steps, grad_accum=args.grad_accum,
-        lr=args.lr, amp=args.amp, checkpoint_every=args.checkpoint_every, num_workers=args.workers, device=args.device,
+        lr=args.lr, amp=args.amp, checkpoint_every=args.checkpoint_every, num_workers=args.workers, device=args.device, sync_bn=args.sync_bn,
         progress=not args.no_progress, method_overrides=dict(args.settings),
     )
     folder = pretrain(config)

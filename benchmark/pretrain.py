@@ -9,9 +9,15 @@ accumulation, AMP on CUDA, channels_last, DDP under ``torchrun``, atomic checkpo
 with exact resume, NaN/inf guard, progress bars.
 
 Exact resume: the data order of an epoch comes from a generator seeded by (seed, epoch), each
-sample's augmentation from a generator seeded by (seed, epoch, index), and the global torch RNG
-(dropout) is saved in the checkpoint, so stopping and resuming gives the same weights as an
-uninterrupted run.
+sample's augmentation from the CPU generator seeded by (seed, epoch, index) inside a fork of its
+state, and the global torch RNGs (CPU and CUDA: dropout) are saved in the checkpoint, so stopping
+and resuming gives the same weights as an uninterrupted run.
+
+BatchNorm under DDP normalises each rank's local batch (as the official G2D code, which has no
+SyncBatchNorm), so W ranks on half-batches equal one process on the union batch only for the
+parts without BatchNorm (the VLA loss and its gradients are exact: ``tests/test_ddp_loss.py``);
+``sync_bn=True`` converts BatchNorm to ``torch.nn.SyncBatchNorm`` (CUDA only: torch has no CPU
+kernel for it).
 """
 from __future__ import annotations
 
@@ -80,6 +86,7 @@ class PretrainConfig:
     checkpoint_every: int = 200
     num_workers: int = 0
     device: str | None = None
+    sync_bn: bool = False  # DDP: SyncBatchNorm (CUDA only); off = per-rank BN as the official code
     progress: bool = True
     method_overrides: dict[str, Any] = field(default_factory=dict)
 
@@ -100,8 +107,9 @@ class PairDataset:
         import torch
 
         image = torch.from_numpy(np.array(self.images[index])).unsqueeze(0)
+        # seed only the CPU generator (torch.manual_seed would reseed CUDA's too, which dropout uses)
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(hash_seed(self.seed, self.epoch, index))
+            torch.default_generator.manual_seed(hash_seed(self.seed, self.epoch, index))
             image = self.transform(image)
         return image, self.reports[index]
 
@@ -156,6 +164,19 @@ def init_distributed(device: str | None) -> tuple[int, int, str]:
     if not dist.is_initialized():
         dist.init_process_group(backend)
     return dist.get_rank(), dist.get_world_size(), device
+
+
+def _finite_everywhere(loss, world: int) -> bool:
+    """Whether the loss is finite on every rank: all ranks stop together (a rank that raised alone
+    would leave the others waiting in DDP's gradient all-reduce)."""
+    import torch
+
+    finite = torch.isfinite(loss.detach()).float()
+    if world > 1:
+        import torch.distributed as dist
+
+        dist.all_reduce(finite, op=dist.ReduceOp.MIN)
+    return bool(finite.item())
 
 
 # -- schedule -------------------------------------------------------------------------------------
@@ -261,8 +282,14 @@ def pretrain(config: PretrainConfig, home: Path | None = None) -> Path:
         if scaler is not None and saved["scaler"]:
             scaler.load_state_dict(saved["scaler"])
         torch.set_rng_state(saved["torch_rng"])
+        if torch.cuda.is_available() and len(saved.get("cuda_rng", [])) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(saved["cuda_rng"])
         state = {k: int(saved[k]) for k in ("step", "epoch", "batch_in_epoch")}
         log.info("resumed from %s at step %d", out / "last.pt", state["step"])
+    if config.sync_bn:
+        if world == 1 or not device.startswith("cuda"):
+            raise G2DBenchError(f"--sync-bn needs several CUDA processes (torchrun on GPUs); this run has {world} process(es) on {device}")
+        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
     if world > 1:
         # a method whose forward skips parameters on some steps (G2D's decoder before its PA warm-up)
         # says so in its optimisation dict
@@ -299,9 +326,9 @@ def pretrain(config: PretrainConfig, home: Path | None = None) -> Path:
                 with torch.autocast(device_type="cuda", enabled=amp and device.startswith("cuda")):
                     losses = model(x, tokens["input_ids"], tokens["attention_mask"], step=state["step"])
                 loss = losses["loss"] / config.grad_accum
-                if not torch.isfinite(loss):
+                if not _finite_everywhere(loss, world):
                     raise G2DBenchError(
-                        f"loss became {float(loss.detach())} at step {state['step']}; the last good checkpoint is {out / 'last.pt'} — lower --lr or check the data"
+                        f"loss became non-finite at step {state['step']} (this process: {float(loss.detach())}); the last good checkpoint is {out / 'last.pt'} — lower --lr or check the data"
                     )
                 (scaler.scale(loss) if scaler else loss).backward()
             if scaler is not None:

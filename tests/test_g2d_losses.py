@@ -27,6 +27,7 @@ def test_info_nce_matches_hand_computation():
     t2i = (_ce([sim[0][0] / tau, sim[1][0] / tau], 0) + _ce([sim[0][1] / tau, sim[1][1] / tau], 1)) / 2
     assert info_nce(img, txt, tau, "mean").item() == pytest.approx((i2t + t2i) / 2, rel=1e-5)
     assert info_nce(img, txt, tau, "sum").item() == pytest.approx(i2t + t2i, rel=1e-5)
+    assert info_nce(img, txt, tau, "i2t").item() == pytest.approx(i2t, rel=1e-5)
     # without torch.distributed, VLA is the local InfoNCE whatever the gather setting
     assert vla_loss(img, txt, tau, "sum", gather="all").item() == pytest.approx(i2t + t2i, rel=1e-5)
 

@@ -144,11 +144,16 @@ def test_official_profile_pa_enters_at_step_200():
     early = m(images, **tok, step=199)
     torch.manual_seed(0)
     late = m(images, **tok, step=200)
-    assert early["pa_active"] == 0 and early["pa"] == 0 and early["loss"].item() == pytest.approx(early["vla"].item())
+    # official trainer.py: the decoder runs and its loss is computed, but left out before step 200
+    assert early["pa_active"] == 0 and early["pa"].item() > 0 and early["loss"].item() == pytest.approx(early["vla"].item())
+    assert early["pa"].item() == pytest.approx(late["pa"].item(), rel=1e-6)
     assert late["loss"].item() == pytest.approx(late["vla"].item() + late["pa"].item(), rel=1e-6)
     assert late["pa"].item() > 0
-    early["loss"].backward()  # the decoder idles during the warm-up (DDP: find_unused_parameters)
+    early["loss"].backward()  # no gradient reaches the decoder during the warm-up (DDP: find_unused_parameters)
     assert all(p.grad is None for p in m.img_model.decoder.parameters())
+    # ... but it ran in train mode: its BatchNorm running statistics moved
+    bn = next(mod for mod in m.img_model.decoder.modules() if isinstance(mod, torch.nn.BatchNorm2d))
+    assert bn.num_batches_tracked.item() == 2
     assert training_profile(m.cfg)["find_unused_parameters"] and not training_profile(tiny_cfg())["find_unused_parameters"]
 
 

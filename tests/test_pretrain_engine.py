@@ -16,6 +16,7 @@ from g2d_bench.pretrain import PretrainConfig, lr_factor, pretrain
 class TinyConfig:
     dim: int = 8
     nan_at: int = -1
+    nan_rank: int = -1  # -1: every rank; else only this torch.distributed rank
 
 
 class TinyModel(torch.nn.Module):
@@ -27,7 +28,8 @@ class TinyModel(torch.nn.Module):
         self.drop = torch.nn.Dropout(0.5)
 
     def tokenize(self, texts):
-        ids = torch.tensor([[hash(w) % 50 for w in (t.split() + ["pad"] * 4)[:4]] for t in texts])
+        # a stable hash (Python's str hash differs between processes)
+        ids = torch.tensor([[sum(map(ord, w)) % 50 for w in (t.split() + ["pad"] * 4)[:4]] for t in texts])
         return {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
 
     def forward(self, images, input_ids, attention_mask, step):
@@ -35,9 +37,15 @@ class TinyModel(torch.nn.Module):
         txt = torch.nn.functional.normalize(self.words(input_ids), dim=1)
         logits = img @ txt.T / 0.07
         loss = torch.nn.functional.cross_entropy(logits, torch.arange(len(img)))
-        if step == self.config.nan_at:
+        if step == self.config.nan_at and self.config.nan_rank in (-1, _rank()):
             loss = loss * float("nan")
         return {"loss": loss}
+
+
+def _rank() -> int:
+    import torch.distributed as dist
+
+    return dist.get_rank() if dist.is_initialized() else 0
 
 
 class TinyRecipe:
@@ -146,3 +154,8 @@ def test_schedules():
     assert all(a >= b for a, b in zip(warm[10:], warm[11:]))
     restarts = [lr_factor(s, 1000, "cosine-restarts", 0, 200) for s in range(600)]
     assert restarts[0] == 1.0 and restarts[200] == 1.0 and restarts[400] == 1.0 and restarts[199] < 0.001
+
+
+def test_sync_bn_needs_several_cuda_processes(tmp_path):
+    with pytest.raises(G2DBenchError, match="--sync-bn needs several CUDA processes"):
+        pretrain(config(tmp_path / "s", max_steps=1, sync_bn=True, device="cpu"))

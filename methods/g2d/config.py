@@ -97,7 +97,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         image_size=224,  # A.3: resize 256, centre-crop 224
         normalization="unit",  # A.3: intensities in [0, 1]
         heads=3,  # Table 5g / §4.5: 3 heads chosen
-        vla_reduction="mean",  # Eq. 1: averaged over the batch (both directions averaged)
+        vla_reduction="mean",  # ours: CLIP's symmetric InfoNCE (§3.1 follows CLIP); "i2t" = Eq. 1 as written
         gather="all",  # Eq. 1 over the (global) batch; g2d-bench default
         pa_loss="paper",  # Eq. 4: ½(soft Dice + BCE)
         pa_start_step=0,  # the paper mentions no PA warm-up
@@ -164,7 +164,7 @@ class G2DConfig:
     scratch_vocab: int = 2000  # ours: WordPiece vocabulary trained on the report corpus
     # -- losses ------------------------------------------------------------------------------------
     temperature: float = 0.07  # §3.1 "empirically set to 0.07 following MGCA"; official loss.py
-    vla_reduction: str | None = None  # "mean" (paper Eq. 1) or "sum" (official)
+    vla_reduction: str | None = None  # "mean" (symmetric, default), "sum" (official) or "i2t" (Eq. 1 as written)
     gather: str | None = None  # "all" (negatives from every rank) or "local" (official)
     #: decoder objective: "pseudo_seg" (§3.3), "reconstruction" or "none" (Table 5c)
     decoder_loss: str = "pseudo_seg"
@@ -199,7 +199,7 @@ class G2DConfig:
 
     def _validate(self) -> None:
         _choice("g2d", "normalization", self.normalization, ("unit", "imagenet"))
-        _choice("g2d", "vla_reduction", self.vla_reduction, ("mean", "sum"))
+        _choice("g2d", "vla_reduction", self.vla_reduction, ("mean", "sum", "i2t"))
         _choice("g2d", "gather", self.gather, ("all", "local"))
         _choice("g2d", "decoder_loss", self.decoder_loss, ("pseudo_seg", "reconstruction", "none"))
         _choice("g2d", "pa_loss", self.pa_loss, ("paper", "official"))

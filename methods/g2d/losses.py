@@ -1,7 +1,8 @@
 """G2D's losses: vision-language alignment (VLA, §3.1 Eq. 1) and pixel alignment (PA, §3.3 Eq. 4).
 
 VLA is a symmetric InfoNCE over L2-normalised embeddings at temperature τ = 0.07. ``reduction``
-"mean" averages the two directions (paper), "sum" adds them (official ``clip_loss``).
+"mean" averages the two directions (default: CLIP's symmetric loss, which §3.1 follows), "sum" adds
+them (official ``clip_loss``), "i2t" keeps image→text only (Eq. 1 as written).
 
 Multi-GPU (``gather="all"``): every rank gathers all ranks' embeddings, puts its own slice back
 with its gradient, and computes the full N×N loss, so every rank reports the single-process loss
@@ -54,13 +55,17 @@ def info_nce(img: torch.Tensor, txt: torch.Tensor, temperature: float = 0.07,
              reduction: str = "mean") -> torch.Tensor:
     """Symmetric InfoNCE of paired rows. ``img``, ``txt``: N×E (normalised here) → scalar.
 
-    ``reduction="mean"``: ½(CE(i→t) + CE(t→i)) (G2D Eq. 1, both directions averaged);
-    ``"sum"``: CE(i→t) + CE(t→i) (official loss.py). Each CE is averaged over the N rows.
+    ``reduction="mean"``: ½(CE(i→t) + CE(t→i)) (CLIP's symmetric form; default);
+    ``"sum"``: CE(i→t) + CE(t→i) (official loss.py); ``"i2t"``: CE(i→t) only (G2D Eq. 1 as
+    written). Each CE is averaged over the N rows.
     """
     img, txt = F.normalize(img, dim=-1), F.normalize(txt, dim=-1)
     logits = img @ txt.T / temperature
     labels = torch.arange(logits.shape[0], device=logits.device)
-    total = F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)
+    i2t = F.cross_entropy(logits, labels)
+    if reduction == "i2t":
+        return i2t
+    total = i2t + F.cross_entropy(logits.T, labels)
     return total / 2 if reduction == "mean" else total
 
 

@@ -113,15 +113,19 @@ class G2D(nn.Module):
         """``images``: B×1×H×W in [0, 1] (augmented by the engine); ``input_ids``/``attention_mask``:
         B×L from :meth:`tokenize`; ``step``: optimizer steps taken. Returns ``loss`` (VLA + PA, with
         graph), detached ``vla``, ``pa``, ``pa_active`` and diagnostics. Before
-        ``cfg.pa_start_step`` (official: 200) the decoder is not run and PA is 0, as in the official
-        trainer (DDP then needs ``find_unused_parameters``; :func:`training_profile` says so)."""
+        ``cfg.pa_start_step`` (official: 200) the decoder still runs and PA is computed (and
+        reported), but left out of ``loss``, as in the official ``trainer.py`` (``loss =
+        global_loss`` while ``global_step < 200``): the decoder's BatchNorm statistics move, its
+        weights get no gradient (DDP then needs ``find_unused_parameters``; :func:`training_profile`
+        says so)."""
         cfg = self.cfg
         image_out = self.encode_image(images)
         txt = self.encode_text(input_ids, attention_mask)
         vla = vla_loss(image_out["global"], txt, cfg.temperature, cfg.vla_reduction, cfg.gather)
         active = step >= cfg.pa_start_step
-        pa, diag = self.decoder_objective(images, image_out) if active else (vla.new_zeros(()), {})
-        out = {"loss": vla + pa, "vla": vla.detach(), "pa": pa.detach(), "pa_active": vla.new_tensor(float(active))}
+        pa, diag = self.decoder_objective(images, image_out)
+        loss = vla + pa if active else vla
+        out = {"loss": loss, "vla": vla.detach(), "pa": pa.detach(), "pa_active": vla.new_tensor(float(active))}
         out.update({k: v.detach() for k, v in diag.items()})
         return out
 
