@@ -47,6 +47,25 @@ def synth_root(home: Path | None = None) -> Path:
     return (home or cache_home()) / "synthcxr" / name
 
 
+def data_identity(dataset: str, data_root: str | Path | None, home: Path | None = None) -> str:
+    """What a number was measured on, cheaply (no data is generated or decoded): SynthCXR's world
+    (version, seed, size, image count: ``synthcxr-v1-seed0-256px``) or a real release's name and
+    a fingerprint of its label files (sizes and SHA-256: ``rsna-3f2a9c01b7d4``). Part of every run
+    key, leaderboard column and cache key, so runs on different data never share them."""
+    if data_root is None:
+        return f"synthcxr-{synth_root(home).name}"
+    from g2d_bench.datasets import DATASETS
+
+    release = DATASETS.get(dataset)(Path(data_root))
+    return f"{dataset}-{_fingerprint(release)[:12]}"
+
+
+def _fingerprint(release) -> str:
+    from g2d_bench.datasets.manifests import source_files
+
+    return hashlib.sha256(repr(sorted(source_files(release).items())).encode()).hexdigest()
+
+
 def ensure_synthcxr(dataset: str, home: Path | None = None, progress: bool = False) -> Path:
     """The SynthCXR copy of ``dataset`` in the release's own format, generated on first use."""
     from g2d_bench.datasets.synthcxr import generate
@@ -125,13 +144,13 @@ def _manifest_for(release, spec_name: str, home: Path):
     """The manifest table of ``spec_name``, computed once per release contents and cached."""
     import pandas as pd
 
-    from g2d_bench.datasets.manifests import MANIFEST_SEED, manifest_csv_text, source_files
+    from g2d_bench.datasets.manifests import MANIFEST_SEED, manifest_csv_text
     from g2d_bench.datasets.splits import make_manifest
 
     specs = release.split_specs()
     if spec_name not in specs:
         raise G2DBenchError(f"{release.title} has no split {spec_name!r} (has: {', '.join(specs)})")
-    fingerprint = hashlib.sha256(repr(sorted(source_files(release).items())).encode()).hexdigest()[:16]
+    fingerprint = _fingerprint(release)[:16]
     path = home / "manifests" / release.name / fingerprint / f"{spec_name}.csv"
     if not path.exists():
         text = manifest_csv_text(make_manifest(release, specs[spec_name], MANIFEST_SEED))
@@ -160,15 +179,17 @@ def load_task_data(
     root = ensure_synthcxr(spec.dataset, home, progress) if synthetic else Path(data_root)
     release = DATASETS.get(spec.dataset)(root)
     manifest, manifest_sha = _manifest_for(release, spec.split, home)
+    data_id = data_identity(spec.dataset, data_root, home)
     cache_spec = CacheSpec(
         dataset=spec.dataset,
         manifest_sha256=manifest_sha,
+        source=data_id,
         size=cache_size_for(spec, image_size),
         masks="masks" in spec.needs,
         boxes="boxes" in spec.needs,
     )
     cache = build_cache(release, manifest["sample_id"].astype(str).tolist(), cache_spec, home / "cache", progress)
-    source = {"root": str(root), "synthcxr": synthetic, "cache": cache_spec.key(), "cache_size": cache_spec.size}
+    source = {"id": data_id, "root": str(root), "synthcxr": synthetic, "cache": cache_spec.key(), "cache_size": cache_spec.size}
     if synthetic:
         source["synthcxr_n"] = synth_count() or "default"
     return TaskData(spec, release, manifest, manifest_sha, cache, fraction, synthetic, source)

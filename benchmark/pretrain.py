@@ -126,7 +126,7 @@ def hash_seed(*parts: int) -> int:
 
 def load_pairs(config: PretrainConfig, cache_size: int, home: Path | None = None):
     """Cached training images (uint8 N×S×S) and their reports from the release's training split."""
-    from g2d_bench.data import cache_home, ensure_synthcxr
+    from g2d_bench.data import cache_home, data_identity, ensure_synthcxr
     from g2d_bench.datasets import DATASETS
     from g2d_bench.datasets.cache import CacheSpec, build_cache
     from g2d_bench.datasets.manifests import MANIFEST_SEED
@@ -141,8 +141,9 @@ def load_pairs(config: PretrainConfig, cache_size: int, home: Path | None = None
     split = assign_splits(release.samples(), spec, MANIFEST_SEED)
     train = sorted(sid for sid, part in split.items() if part == "train")
     reports = {s.sample_id: s.report for s in release.samples()}
-    cache = build_cache(release, train, CacheSpec(config.dataset, sha256_json(train), cache_size), home / "cache", config.progress)
-    return cache.images, [reports[s] for s in cache.sample_ids], {"root": str(root), "synthcxr": config.data_root is None, "n_pairs": len(train)}
+    data_id = data_identity(config.dataset, config.data_root, home)
+    cache = build_cache(release, train, CacheSpec(config.dataset, sha256_json(train), cache_size, source=data_id), home / "cache", config.progress)
+    return cache.images, [reports[s] for s in cache.sample_ids], {"id": data_id, "root": str(root), "synthcxr": config.data_root is None, "n_pairs": len(train)}
 
 
 # -- distributed ----------------------------------------------------------------------------------

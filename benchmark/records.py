@@ -1,8 +1,10 @@
-"""Run records: one JSON per (method, checkpoint hash, task, task version, fraction, seed, input
-size, overrides), with its per-sample scores CSV beside it.
+"""Run records: one JSON per (method, checkpoint hash, task, task version, data, fraction, seed,
+input size, overrides), with its per-sample scores CSV beside it.
 
-The scores file is written first and the JSON last, each atomically, so a record that exists is
-complete; re-running the same key replaces both files, never adds a second record.
+The scores file is written first and the JSON last, each atomically, and the JSON holds the
+scores file's SHA-256: a record counts as complete only when its scores file is the one it names
+(a run killed between the two writes of a rerun leaves a mismatch, which reads as incomplete).
+Re-running the same key replaces both files, never adds a second record.
 """
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterator
 
-from g2d_bench.io import atomic_write, sha256_json, write_json
+from g2d_bench.io import atomic_write, sha256_file, sha256_json, write_json
 
 log = logging.getLogger(__name__)
 SCHEMA = 1
@@ -38,6 +40,7 @@ class RunKey:
     seed: int
     image_size: int
     overrides: tuple[tuple[str, str], ...] = ()
+    data: str = "synthcxr"  # g2d_bench.data.data_identity: SynthCXR world or release fingerprint
 
     def variant(self) -> str:
         """Short label of the overrides (``transfer=encoder-decoder``), empty if none."""
@@ -47,7 +50,7 @@ class RunKey:
         method = f"{self.method}-{self.checkpoint_hash[:10]}"
         if self.overrides:
             method += "-" + sha256_json(self.overrides)[:8]
-        name = f"f{self.fraction:g}-s{self.seed}-{self.image_size}px.json"
+        name = f"f{self.fraction:g}-s{self.seed}-{self.image_size}px-{self.data}.json"
         return Path(self.task) / f"v{self.task_version}" / _safe(method) / name
 
     def as_dict(self) -> dict:
@@ -67,13 +70,15 @@ def scores_path(record: Path) -> Path:
 
 
 def is_complete(path: Path) -> bool:
-    """True if a record exists at ``path``, parses, and (when it has scores) its scores file exists."""
+    """True if a record exists at ``path``, parses, and (when it has scores) its scores file is
+    the one the record names by SHA-256."""
     try:
         record = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError):
         return False
     if record.get("status") == "ok":
-        return scores_path(path).exists()
+        scores = scores_path(path)
+        return scores.exists() and sha256_file(scores) == record.get("scores_sha256")
     return record.get("status") == "skipped"
 
 
@@ -83,7 +88,7 @@ def write_record(out: Path, key: RunKey, body: dict[str, Any], per_sample=None) 
     if per_sample is not None:
         with atomic_write(scores_path(path)) as handle:
             per_sample.to_csv(handle, index=False, lineterminator="\n")
-        body = {**body, "scores_file": scores_path(path).name}
+        body = {**body, "scores_file": scores_path(path).name, "scores_sha256": sha256_file(scores_path(path))}
     write_json(path, {"schema": SCHEMA, "key": key.as_dict(), **body})
     return path
 

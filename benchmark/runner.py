@@ -110,7 +110,7 @@ def _check_overrides(spec, overrides: dict[str, Any]) -> None:
 
 def run(config: RunConfig) -> Path:
     """Run one (method, task, fraction, seed); returns the record path."""
-    from g2d_bench.data import cache_home, load_task_data
+    from g2d_bench.data import cache_home, data_identity, load_task_data
     from g2d_bench.task import TaskContext
     from g2d_bench.tasks import TASKS
 
@@ -130,6 +130,7 @@ def run(config: RunConfig) -> Path:
         seed=config.seed,
         image_size=image_size,
         overrides=tuple(sorted((k, str(v)) for k, v in overrides.items())),
+        data=data_identity(spec.dataset, config.data_root, config.home),
     )
     path = record_path(config.out, key)
     if config.skip_existing and is_complete(path):
@@ -164,7 +165,7 @@ def run(config: RunConfig) -> Path:
             workdir=Path(workdir),
             overrides={**overrides, "image_size": image_size},
             progress=config.progress,
-            cache_dir=home / "features",
+            cache_dir=home / "features" / key.data,  # features of other data never collide
         )
         family = _family(spec)
         result = family(ctx)

@@ -39,6 +39,9 @@ class CacheSpec:
     masks: bool = False
     boxes: bool = False
     format: int = CACHE_FORMAT
+    #: the data the ids refer to (g2d_bench.data.data_identity: SynthCXR version or the release's
+    #: label-file fingerprint), so a changed world or release never reuses stale pixels
+    source: str = ""
 
     def key(self) -> str:
         return f"{self.dataset}-{self.size}px-{sha256_json(asdict(self))[:16]}"

@@ -102,8 +102,16 @@ def build_unet(adapter, transfer: str = "encoder", encoder_bn: str = "eval") -> 
     unet.encoder.load_state_dict(weights)
     if transfer == "encoder-decoder":
         state = adapter.decoder_state_dict()
+        own = unet.state_dict()
+        head = {k for k, v in state.items() if k.startswith("segmentation_head.") and k in own and v.shape != own[k].shape}
+        if head:
+            # G2D per-head pseudo masks (mask.aggregate=none) train one output channel per head:
+            # the decoder transfers, the 1-class head starts fresh
+            log.warning("method %r: pretrained segmentation head has %d output channels, the task needs 1; "
+                        "transferring the decoder, initialising the head", adapter.name, state["segmentation_head.0.weight"].shape[0])
+            state = {k: v for k, v in state.items() if k not in head}
         result = unet.load_state_dict(state, strict=False)
-        missing = [k for k in result.missing_keys if not k.startswith("encoder.")]
+        missing = [k for k in result.missing_keys if not k.startswith("encoder.") and k not in head]
         if missing or result.unexpected_keys:
             raise G2DBenchError(f"method {adapter.name!r}: decoder state does not fit smp Unet({adapter.arch}) "
                                 f"(missing {missing[:3]}, unexpected {list(result.unexpected_keys)[:3]})")

@@ -1,5 +1,7 @@
 """`g2d-bench data synth | prepare | check` on SynthCXR output, for all seven datasets."""
+import hashlib
 import json
+import shutil
 import subprocess
 import sys
 
@@ -31,15 +33,14 @@ def test_prepare_writes_manifests_and_check_passes(prepared, name):
     for entry in meta["manifests"].values():
         header = (folder / entry["file"]).read_text().splitlines()[0]
         assert header == "sample_id,split,in_1pct,in_10pct,in_100pct"
-        assert len(entry["sha256"]) == 64 and sum(entry["counts"][p] for p in ("train", "valid", "test")) > 0
+        assert entry["sha256"] == hashlib.sha256((folder / entry["file"]).read_bytes()).hexdigest()
+        assert sum(entry["counts"][p] for p in ("train", "valid", "test")) > 0
     result = cli(prepared, "data", "check", name, "--root", f"synth/{name}", "--manifests", "manifests")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "matches the manifests" in result.stdout
 
 
 def test_check_names_a_changed_label_file_and_a_missing_image(prepared, tmp_path):
-    import shutil
-
     copy = tmp_path / "rsna"
     shutil.copytree(prepared / "synth" / "rsna", copy)
     labels = copy / "stage_2_train_labels.csv"
@@ -64,3 +65,13 @@ def test_prepare_on_a_missing_root_is_one_line(prepared):
     result = cli(prepared, "data", "prepare", "siim", "--root", "nowhere", "--out", "m2")
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1 and "nowhere" in result.stderr
     assert not (prepared / "m2").exists()
+
+
+def test_check_names_an_edited_manifest(prepared, tmp_path):
+    manifests = tmp_path / "manifests"
+    shutil.copytree(prepared / "manifests" / "covidx", manifests / "covidx")
+    csv = next((manifests / "covidx").glob("*.csv"))
+    lines = csv.read_text().splitlines()
+    csv.write_text("\n".join(lines[:1] + lines[2:]) + "\n")  # one sample dropped from the manifest
+    result = cli(prepared, "data", "check", "covidx", "--root", "synth/covidx", "--manifests", str(manifests))
+    assert result.returncode == 1 and f"manifest {csv} was edited" in result.stdout

@@ -1,4 +1,6 @@
-"""`g2d-bench g2d masks | figure` on a tiny G2D checkpoint and a small SynthCXR MIMIC copy."""
+"""`g2d-bench g2d masks | figure` on a tiny G2D checkpoint and a small SynthCXR MIMIC copy; the quick
+CPU G2D of the main command; `g2d-bench pretrain`."""
+import json
 import os
 import subprocess
 import sys
@@ -28,3 +30,44 @@ def test_masks_and_figure(tmp_path):
     assert len(values) == 3 and all(0.0 <= v <= 1.0 for v in values)
     cli("figure", "--n", "2", "--out", "fig.png")
     assert (tmp_path / "fig.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_quick_g2d_is_pretrained_once_and_reused(tmp_path, monkeypatch):
+    """The main command's path: `--method g2d` without --checkpoint on SynthCXR pretrains the quick
+    CPU G2D once into the cache; later runs reuse it (here with 2 steps instead of 200)."""
+    import g2d_bench.methods.g2d.default as default
+    import g2d_bench.pretrain as engine
+    from g2d_bench.methods.g2d.adapter import build
+
+    monkeypatch.setenv("G2D_BENCH_SYNTH_N", "60")
+    monkeypatch.setitem(default.QUICK, "max_steps", 2)
+    monkeypatch.setitem(default.QUICK, "batch_size", 8)
+    calls = []
+    original = engine.pretrain
+    monkeypatch.setattr(engine, "pretrain", lambda *a, **k: calls.append(1) or original(*a, **k))
+    first = build(None, scale="cpu", home=tmp_path)
+    again = build(None, scale="cpu", home=tmp_path)
+    assert calls == [1]  # the second adapter came from the cache
+    assert first.checkpoint_hash == again.checkpoint_hash and first.arch == "resnet18"
+    folder = next((tmp_path / "pretrained").iterdir())
+    assert (folder / "weights.safetensors").exists() and (folder / "last.pt").exists()
+    # a different budget is a different model, in its own folder
+    monkeypatch.setitem(default.QUICK, "max_steps", 3)
+    assert default.quick_checkpoint(home=tmp_path) != folder and calls == [1, 1]
+
+
+def test_pretrain_command_writes_a_checkpoint_that_runs_as_a_method(tmp_path):
+    env = {**os.environ, "G2D_BENCH_CACHE": str(tmp_path / "cache"), "G2D_BENCH_SYNTH_N": "60"}
+    result = subprocess.run(
+        [sys.executable, "-m", "g2d_bench.cli", "pretrain", "--method", "g2d", "--max-steps", "2", "--batch-size", "8",
+         "--out", str(tmp_path / "ckpt"), "--set", "image_size=64", "--set", "scratch_layers=1", "--no-progress"],
+        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert f"checkpoint: {tmp_path / 'ckpt'}" in result.stdout
+    run = json.loads((tmp_path / "ckpt" / "run.json").read_text())
+    assert run["total_steps"] == 2 and run["data"]["synthcxr"] is True and run["optimisation"]["schedule"] == "warmup-cosine"
+    from g2d_bench.adapter import Capability
+    from g2d_bench.methods.g2d.adapter import load_g2d_adapter
+
+    adapter = load_g2d_adapter(tmp_path / "ckpt")
+    assert adapter.has(Capability.DECODER) and adapter.has(Capability.TEXT)

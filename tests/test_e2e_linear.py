@@ -1,5 +1,6 @@
 """End to end through the CLI on SynthCXR (small): run → record → leaderboard; a sweep with
 mean ± std; a killed sweep resumed with --skip-existing; the naive and encode-once loops agree."""
+import csv
 import json
 import os
 import signal
@@ -48,6 +49,11 @@ def test_run_then_leaderboard(env, tmp_path):
     assert record["status"] == "ok" and 0.0 <= record["metrics"]["auc"] <= 1.0
     assert record["data"]["synthcxr"] is True and record["key"]["image_size"] == 96
     assert record["method"]["arch"] == "resnet18" and record["provenance"]["packages"]["torch"]
+    # provenance: manifest hash, checkpoint hash, git commit, resolved config, device, wall time, data
+    assert len(record["data"]["manifest_sha256"]) == 64 and len(record["method"]["checkpoint_hash"]) == 64
+    assert record["provenance"]["git_commit"] and record["device"] == "cpu" and record["wall_time_s"] > 0
+    assert record["config"]["lr"] == 5e-4 and record["config"]["image_size"] == 96
+    assert record["key"]["data"] == record["data"]["id"] and record["key"]["data"].startswith("synthcxr-v")
     scores = (tmp_path / "runs").rglob("*.scores.csv")
     assert len(next(scores).read_text().splitlines()) == record["data"]["counts"]["test"] + 1
     table = cli(env, tmp_path, "leaderboard", "--format", "md").stdout
@@ -74,7 +80,7 @@ def test_sweep_three_tasks_two_methods_two_seeds(env, tmp_path, imagenet_file):
     latex = cli(env, tmp_path, "leaderboard", "--format", "latex").stdout
     assert r"\multicolumn{3}{c}{chexpert-cls}" in latex
     csv_lines = cli(env, tmp_path, "leaderboard", "--format", "csv").stdout.splitlines()
-    assert len(csv_lines) == 1 + 2 * 9 and all(line.split(",")[9] == "2" for line in csv_lines[1:])
+    assert len(csv_lines) == 1 + 2 * 9 and all(row["n"] == "2" for row in csv.DictReader(csv_lines))
 
 
 def test_killed_sweep_resumes_without_duplicates(env, tmp_path):
@@ -97,7 +103,7 @@ def test_killed_sweep_resumes_without_duplicates(env, tmp_path):
         assert path.stat().st_mtime_ns == mtime, "an existing complete record was rerun"
     assert all(json.loads(p.read_text())["status"] == "ok" for p in found)
     table = cli(env, tmp_path, "leaderboard", "--format", "csv").stdout.splitlines()
-    assert len(table) == 1 + 3 and all(line.split(",")[9] == "3" for line in table[1:])
+    assert len(table) == 1 + 3 and all(row["n"] == "3" for row in csv.DictReader(table))
 
 
 def test_shards_partition_the_grid():
@@ -106,3 +112,14 @@ def test_shards_partition_the_grid():
     full = sweep_grid(["a", "b"], ["t1", "t2"], [0.01, 0.1, 1.0], [0, 1])
     shards = [sweep_grid(["a", "b"], ["t1", "t2"], [0.01, 0.1, 1.0], [0, 1], (i, 3)) for i in range(3)]
     assert sorted(sum(shards, [])) == sorted(full) and sum(len(s) for s in shards) == len(full) == 24
+
+
+def test_missing_capability_is_a_skipped_record(env, tmp_path):
+    """random has no pretrained decoder: encoder-decoder segmentation transfer is skipped with the
+    reason recorded (and shown by the leaderboard), not crashed, and no data is loaded for it."""
+    cli(env, tmp_path, "run", "--method", "random", "--task", "siim-seg", "--fraction", "0.01",
+        "--set", "transfer=encoder-decoder", "--no-progress")
+    [record] = records(tmp_path / "runs")
+    assert record["status"] == "skipped" and "lacks capability decoder" in record["reason"]
+    table = cli(env, tmp_path, "leaderboard").stdout
+    assert "skipped (method 'random' lacks capability decoder" in table

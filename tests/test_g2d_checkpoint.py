@@ -176,3 +176,23 @@ def test_engine_pretrains_g2d_and_its_checkpoint_loads_as_a_method(tmp_path, mon
     assert adapter.info["config"]["scale"] == "cpu"
     with torch.no_grad():
         assert adapter.encode_text(["effusion"]).shape == (1, 128)
+
+
+@pytest.mark.parametrize("aggregate", ["mean", "none"])
+def test_encoder_decoder_transfer_from_a_real_g2d(tmp_path, aggregate):
+    """The segmentation task's U-Net gets G2D's pretrained decoder; with per-head pseudo masks
+    (Table 5f, one decoder channel per head) the decoder transfers and the 1-class head starts fresh."""
+    from g2d_bench.tasks.segmentation import build_unet
+
+    cfg = G2DConfig(arch="resnet18", image_size=64, text_model="scratch", text_max_length=32, scratch_layers=2,
+                    scratch_hidden=32, scratch_heads=2, heads=2).with_overrides({"mask.aggregate": aggregate})
+    torch.manual_seed(0)
+    model = build_g2d(cfg, REPORTS).eval()
+    assert model.img_model.segmentation_head[0].out_channels == (2 if aggregate == "none" else 1)
+    adapter = build(str(save_g2d(model, tmp_path / "ckpt")))
+    unet = build_unet(adapter, transfer="encoder-decoder")
+    for key, value in model.img_model.decoder.state_dict().items():
+        assert torch.equal(unet.decoder.state_dict()[key], value), key
+    head_equal = torch.equal(unet.segmentation_head[0].weight, model.img_model.segmentation_head[0].weight[:1])
+    assert head_equal == (aggregate == "mean")
+    assert unet.segmentation_head[0].out_channels == 1

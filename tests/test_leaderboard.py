@@ -1,3 +1,4 @@
+import csv
 import json
 
 import pandas as pd
@@ -7,8 +8,8 @@ from g2d_bench.leaderboard import build_table, to_csv, to_latex, to_markdown
 from g2d_bench.records import RunKey, is_complete, iter_records, record_path, write_record
 
 
-def record(method, task, fraction, seed, value, version=1, protocol="mgca-linear", size=224, hash_="a" * 64, status="ok", overrides=()):
-    key = RunKey(method, hash_, task, version, fraction, seed, size, tuple(overrides))
+def record(method, task, fraction, seed, value, version=1, protocol="mgca-linear", size=224, hash_="a" * 64, status="ok", overrides=(), data="synthcxr-v1"):
+    key = RunKey(method, hash_, task, version, fraction, seed, size, tuple(overrides), data)
     body = {"status": status, "metrics": {"auc": value}, "primary": "auc", "task": {"protocol": protocol, "primary": "auc"}}
     return {"schema": 1, "key": key.as_dict(), **body}
 
@@ -43,6 +44,25 @@ def test_versions_and_protocols_never_share_a_column():
     assert "mgca-yolov3" in header and "ultralytics" in header and "v1" in header and "v2" in header
 
 
+def test_synthcxr_and_real_data_never_share_a_column():
+    records = [
+        record("g2d", "rsna-cls", 0.01, 0, 0.80, data="synthcxr-v1-seed0-256px"),
+        record("g2d", "rsna-cls", 0.01, 1, 0.60, data="rsna-3f2a9c01b7d4"),
+    ]
+    table = build_table(records)
+    assert len(table.columns) == 2 and all(len(cell.values) == 1 for cell in table.cells.values())
+    header = to_markdown(table).splitlines()[0]
+    assert "synthcxr-v1-seed0-256px" in header and "rsna-3f2a9c01b7d4" in header
+    assert [row["data"] for row in csv.DictReader(to_csv(table).splitlines())] == ["synthcxr-v1-seed0-256px", "rsna-3f2a9c01b7d4"]
+
+
+def test_same_run_on_other_data_is_another_record(tmp_path):
+    body = {"status": "skipped", "reason": "x", "task": {"protocol": "x"}}
+    synth = write_record(tmp_path, RunKey("random", "c" * 64, "rsna-cls", 1, 0.1, 0, 224, (), "synthcxr-v1"), body)
+    real = write_record(tmp_path, RunKey("random", "c" * 64, "rsna-cls", 1, 0.1, 0, 224, (), "rsna-3f2a9c01b7d4"), body)
+    assert synth != real and len(list(iter_records(tmp_path))) == 2
+
+
 def test_variants_and_checkpoints_are_separate_rows():
     records = [
         record("g2d", "siim-seg", 0.01, 0, 0.5),
@@ -73,4 +93,14 @@ def test_records_written_atomically_and_replaced(tmp_path):
     # a torn temp file of a killed run is ignored; a record without its scores is incomplete
     (path.parent / ".f0.1-s1-128px.json.abc.tmp").write_text("{")
     path.with_suffix(".scores.csv").unlink()
+    assert not is_complete(path) and list(iter_records(tmp_path)) == []
+
+
+def test_rerun_killed_between_scores_and_record_is_incomplete(tmp_path):
+    key = RunKey("random", "c" * 64, "rsna-cls", 1, 0.1, 0, 128)
+    body = {"status": "ok", "metrics": {"auc": 0.7}, "primary": "auc", "task": {"protocol": "x"}}
+    path = write_record(tmp_path, key, body, pd.DataFrame({"sample_id": ["a", "b"], "p": [0.1, 0.9]}))
+    assert is_complete(path)
+    # a rerun replaced the scores, then died before its record: old JSON beside new scores
+    pd.DataFrame({"sample_id": ["a", "b"], "p": [0.8, 0.2]}).to_csv(path.with_suffix(".scores.csv"), index=False)
     assert not is_complete(path) and list(iter_records(tmp_path)) == []

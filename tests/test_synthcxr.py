@@ -195,6 +195,23 @@ def test_synthcxr_json(world):
     assert json.loads((world / "mimic-cxr" / "synthcxr.json").read_text())["planned_noise"]["omit"] > 0
 
 
+def test_measured_label_noise_matches_the_stated_rates(tmp_path):
+    """synthcxr.json measures the noise of the text-mined labels; it must be the stated (planned)
+    rate within binomial error (3 standard errors), on a MIMIC copy large enough to tell."""
+    generate(tmp_path, datasets=["mimic-cxr"], n=600, size=32, seed=3)
+    meta = json.loads((tmp_path / "mimic-cxr" / "synthcxr.json").read_text())
+    drawn = [r for r in csv.DictReader(open(tmp_path / "mimic-cxr" / "_truth" / "findings.csv"))
+             if r["drawn"] == "1" and r["finding"] != "foreign_object"]
+    planned, measured = meta["planned_noise"], meta["noise"]
+    n = len(drawn)
+    assert n > 400
+    se = (planned["omit"] * (1 - planned["omit"]) / n) ** 0.5
+    assert abs(measured["label_noise_rate"] - planned["omit"]) < 3 * se + 1 / n, (measured, planned)
+    reports = meta["counts"]["images"]
+    se_fp = (planned["false_positive"] / reports) ** 0.5
+    assert abs(measured["false_mentions_per_image"] - planned["false_positive"]) < 3 * se_fp, (measured, planned)
+
+
 # ------------------------------------------------------------------------------------------------
 # the loaders read SynthCXR; labels, boxes and masks are what was drawn
 # ------------------------------------------------------------------------------------------------
