@@ -116,7 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true")
 
     g2d = sub.add_parser("g2d", help="inspect G2D's pseudo masks on SynthCXR (true lesions known)").add_subparsers(dest="g2d_command", required=True, parser_class=_Parser)
-    for name, text in (("masks", "mean IoU of pseudo masks vs true lesions, and of random / shuffled controls"),
+    for name, text in (("masks", "mean IoU of pseudo masks vs true lesions, and of random / shifted / shuffled controls"),
                        ("figure", "a figure like G2D Fig. 4: attention map, pseudo mask, report")):
         p = g2d.add_parser(name, help=text)
         p.add_argument("--checkpoint", help="G2D checkpoint folder (default: the quick CPU G2D, pretrained once)")
@@ -304,6 +304,7 @@ def cmd_g2d(args) -> int:
     print(f"checkpoint {checkpoint}: {result['n']} held-out SynthCXR images with lesions")
     print(f"  mean IoU, pseudo mask vs true lesions:            {result['pseudo_iou']:.4f}")
     print(f"  mean IoU, random mask of the same area (in body):  {result['random_iou']:.4f}")
+    print(f"  mean IoU, the pseudo mask moved by a random shift: {result['shifted_iou']:.4f}")
     print(f"  mean IoU, another image's pseudo mask (shuffled):  {result['shuffled_iou']:.4f}")
     return 0
 

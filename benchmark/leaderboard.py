@@ -1,8 +1,8 @@
 """Leaderboards: a pure function of run records → markdown, LaTeX and CSV tables shaped like the
 G2D paper's (methods as rows; task × label fraction as columns; mean ± std over seeds; best in bold).
 
-A column is one (task, task version, protocol, input size, data, metric): records that differ in
-any of these never share a column, so numbers from different protocols, or from SynthCXR and a real
+A column is one (task, task version, protocol, input size, scale, data, metric): records that
+differ in any of these never share a column, so numbers from different protocols, or from SynthCXR and a real
 release, are never averaged together.
 """
 from __future__ import annotations
@@ -22,6 +22,7 @@ class Column:
     image_size: int
     metric: str
     data: str = "synthcxr"
+    scale: str = "paper"
 
     def label(self, qualify: set[str]) -> str:
         parts = [self.task]
@@ -31,6 +32,8 @@ class Column:
             parts.append(self.protocol)
         if "image_size" in qualify:
             parts.append(f"{self.image_size}px")
+        if "scale" in qualify:
+            parts.append(f"{self.scale} scale")
         if "data" in qualify:
             parts.append(self.data)
         if "metric" in qualify:
@@ -86,7 +89,7 @@ def build_table(records: Iterable[dict], metric: str | None = None, tasks: Itera
     for r in sorted(records, key=lambda r: (r["key"]["task"], r["key"]["method"], r["key"]["fraction"], r["key"]["seed"])):
         key = r["key"]
         name = metric or r.get("primary") or r["task"]["primary"]
-        column = Column(key["task"], key["task_version"], r["task"]["protocol"], key["image_size"], name, key.get("data", "synthcxr"))
+        column = Column(key["task"], key["task_version"], r["task"]["protocol"], key["image_size"], name, key.get("data", "synthcxr"), key.get("scale", "paper"))
         row = row_label(r, hashes)
         if row not in rows:
             rows.append(row)
@@ -112,7 +115,7 @@ def build_table(records: Iterable[dict], metric: str | None = None, tasks: Itera
 def _labels(columns: list[Column]) -> dict[Column, str]:
     """Column labels qualified just enough to be unique (version, protocol, size, metric)."""
     qualify: set[str] = set()
-    for attribute in ("version", "protocol", "image_size", "data", "metric"):
+    for attribute in ("version", "protocol", "image_size", "scale", "data", "metric"):
         by_task: dict[str, set] = {}
         for c in columns:
             by_task.setdefault(c.task, set()).add(getattr(c, attribute))
@@ -182,13 +185,13 @@ def to_csv(table: Table) -> str:
     """Long format: one line per (method, column, fraction), raw values in [0, 1]."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["method", "task", "version", "protocol", "image_size", "data", "metric", "fraction", "mean", "std", "n", "seeds"])
+    writer.writerow(["method", "task", "version", "protocol", "image_size", "scale", "data", "metric", "fraction", "mean", "std", "n", "seeds"])
     for row in table.rows:
         for c in table.columns:
             for f in table.fractions[c]:
                 cell = table.cells.get((row, c, f))
                 if cell is not None:
-                    writer.writerow([row, c.task, c.version, c.protocol, c.image_size, c.data, c.metric, f, f"{cell.mean:.6f}", f"{cell.std:.6f}", len(cell.values), " ".join(map(str, cell.seeds))])
+                    writer.writerow([row, c.task, c.version, c.protocol, c.image_size, c.scale, c.data, c.metric, f, f"{cell.mean:.6f}", f"{cell.std:.6f}", len(cell.values), " ".join(map(str, cell.seeds))])
     return buffer.getvalue()
 
 

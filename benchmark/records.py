@@ -41,6 +41,7 @@ class RunKey:
     image_size: int
     overrides: tuple[tuple[str, str], ...] = ()
     data: str = "synthcxr"  # g2d_bench.data.data_identity: SynthCXR world or release fingerprint
+    scale: str = "paper"  # g2d_bench.runner.SCALES: size presets and the task settings they imply
 
     def variant(self) -> str:
         """Short label of the overrides (``transfer=encoder-decoder``), empty if none."""
@@ -50,7 +51,7 @@ class RunKey:
         method = f"{self.method}-{self.checkpoint_hash[:10]}"
         if self.overrides:
             method += "-" + sha256_json(self.overrides)[:8]
-        name = f"f{self.fraction:g}-s{self.seed}-{self.image_size}px-{self.data}.json"
+        name = f"f{self.fraction:g}-s{self.seed}-{self.image_size}px-{self.scale}-{self.data}.json"
         return Path(self.task) / f"v{self.task_version}" / _safe(method) / name
 
     def as_dict(self) -> dict:

@@ -25,14 +25,24 @@ log = logging.getLogger(__name__)
 class Scale:
     """Model and input size presets. ``paper``: the protocols' own sizes (224 px) and ResNet-50;
     ``cpu``: what 2 CPU cores can sweep on SynthCXR (96 px as in SYNTHCXR.md's prototype, ResNet-18;
-    a U-Net epoch at 128 px was ~1.8x slower). Recorded in every run."""
+    a U-Net epoch at 128 px was ~1.8x slower). Part of every run key.
+
+    ``task_settings``: task hyperparameters the scale sets (for tasks that have them, unless the run
+    sets them itself). The CPU scale gives the dense tasks at least 10 optimizer steps per epoch:
+    SynthCXR's 1 % training sets are 14 images (one batch, 50 steps in 50 epochs, too few for a
+    decoder or detection head to learn anything), where the real 1 % sets of SIIM (84 images,
+    batch 8), RSNA (160, batch 16) take 10 steps per epoch (G2D Table 6 sizes)."""
 
     name: str
     image_size: int | None  # None: the task's own image_size
     arch: str
+    task_settings: tuple[tuple[str, Any], ...] = ()
 
 
-SCALES = {"paper": Scale("paper", None, "resnet50"), "cpu": Scale("cpu", 96, "resnet18")}
+SCALES = {
+    "paper": Scale("paper", None, "resnet50"),
+    "cpu": Scale("cpu", 96, "resnet18", (("min_steps_per_epoch", 10),)),
+}
 
 
 @dataclass
@@ -121,6 +131,8 @@ def run(config: RunConfig) -> Path:
     image_size = int(config.image_size or config.overrides.get("image_size") or scale.image_size or spec.hparams["image_size"].value)
     adapter = build_adapter(config)
     overrides = {k: v for k, v in config.overrides.items() if k != "image_size"}
+    # the scale's own task settings are part of the scale (in the key), not overrides (in the row label)
+    scale_settings = {k: v for k, v in scale.task_settings if k in spec.hparams and k not in overrides}
     key = RunKey(
         method=config.method,
         checkpoint_hash=adapter.checkpoint_hash,
@@ -131,6 +143,7 @@ def run(config: RunConfig) -> Path:
         image_size=image_size,
         overrides=tuple(sorted((k, str(v)) for k, v in overrides.items())),
         data=data_identity(spec.dataset, config.data_root, config.home),
+        scale=scale.name,
     )
     path = record_path(config.out, key)
     if config.skip_existing and is_complete(path):
@@ -163,7 +176,7 @@ def run(config: RunConfig) -> Path:
             seed=config.seed,
             device=device,
             workdir=Path(workdir),
-            overrides={**overrides, "image_size": image_size},
+            overrides={**scale_settings, **overrides, "image_size": image_size},
             progress=config.progress,
             cache_dir=home / "features" / key.data,  # features of other data never collide
         )

@@ -23,7 +23,7 @@ import numpy as np
 from g2d_bench.errors import G2DBenchError
 from g2d_bench.task import Hyper, SplitArrays, TaskContext, TaskResult, TaskSpec
 from g2d_bench.tasks.dense_metrics import MAP_MODES, best_ious, detection_map
-from g2d_bench.tasks.segmentation import FEATURE_CACHE_SOURCE, FeatureCache, batches, fit_head
+from g2d_bench.tasks.segmentation import FEATURE_CACHE_SOURCE, MIN_STEPS_SOURCE, FeatureCache, batches, epoch_batches, fit_head
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -62,6 +62,7 @@ COMMON = {
     "encoder_bn": Hyper("eval", f"REFERENCE.md: frozen encoder, BN in eval mode; 'train' = {_DET} (requires_grad=False only)"),
     "drop_last": Hyper(True, "MGCA code, mgca/datasets/data_module.py train_dataloader(drop_last=True)"),
     "feature_cache_mb": Hyper(4096, FEATURE_CACHE_SOURCE),
+    "min_steps_per_epoch": Hyper(0, MIN_STEPS_SOURCE),
 }
 
 
@@ -375,7 +376,7 @@ def train_detector(ctx: TaskContext, model, train: SplitArrays, valid: SplitArra
     def train_epoch(epoch: int) -> float:
         model.train()
         total, seen = 0.0, 0
-        for index in batches(len(train), batch_size, generator, drop_last=bool(ctx.hp("drop_last"))):
+        for index in epoch_batches(len(train), batch_size, generator, bool(ctx.hp("drop_last")), int(ctx.hp("min_steps_per_epoch"))):
             index = np.sort(index)
             boxes = [train_boxes[i] for i in index]
             stored = cache.rows("train", index)

@@ -32,6 +32,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+MIN_STEPS_SOURCE = ("g2d-bench: an epoch passes over the (reshuffled) training fraction as many times as it takes to make "
+                    "at least this many optimizer steps; 0 = one pass (the protocol). The CPU scale sets it so that "
+                    "SynthCXR's small training fractions get the steps per epoch of the real 1 % sets (docs/dense_tasks.md)")
 FEATURE_CACHE_SOURCE = ("g2d-bench: memory (MB) for frozen-encoder outputs of un-augmented splits, computed once per "
                         "run instead of every epoch (speed only, same numbers; 0 = off; unused with encoder_bn='train')")
 _MGCA = "MGCA code, mgca/models/mgca/mgca_segmenter.py"
@@ -58,6 +61,7 @@ COMMON = {
     "encoder_bn": Hyper("eval", f"REFERENCE.md: frozen encoder, BN in eval mode; 'train' = {_MGCA} (requires_grad=False only, BN keeps updating)"),
     "drop_last": Hyper(True, "MGCA code, mgca/datasets/data_module.py train_dataloader(drop_last=True)"),
     "feature_cache_mb": Hyper(4096, FEATURE_CACHE_SOURCE),
+    "min_steps_per_epoch": Hyper(0, MIN_STEPS_SOURCE),
 }
 
 
@@ -199,6 +203,15 @@ def batches(n: int, batch_size: int, generator=None, drop_last: bool = False) ->
     out = [order[i : i + batch_size] for i in range(0, n, batch_size)]
     if drop_last and len(out) > 1 and len(out[-1]) < batch_size:
         out.pop()
+    return out
+
+
+def epoch_batches(n: int, batch_size: int, generator, drop_last: bool, min_steps: int = 0) -> list[np.ndarray]:
+    """The training batches of one epoch: one shuffled pass over ``n`` rows (:func:`batches`), or as
+    many passes, each shuffled anew, as make at least ``min_steps`` batches."""
+    out = batches(n, batch_size, generator, drop_last)
+    while len(out) < min_steps:
+        out += batches(n, batch_size, generator, drop_last)
     return out
 
 
@@ -377,7 +390,7 @@ def train_unet(ctx: TaskContext, unet, train: SplitArrays, valid: SplitArrays) -
     def train_epoch(epoch: int) -> float:
         set_train_mode(unet, True)
         total, seen = 0.0, 0
-        for index in batches(len(train), batch_size, generator, drop_last=bool(ctx.hp("drop_last"))):
+        for index in epoch_batches(len(train), batch_size, generator, bool(ctx.hp("drop_last")), int(ctx.hp("min_steps_per_epoch"))):
             x, y = load_batch(train, index, ctx.device, augment)
             logits = forward_frozen(unet, ctx.adapter.normalize(x).contiguous(memory_format=torch.channels_last))
             loss = segmentation_loss(logits, y, *loss_args)

@@ -56,6 +56,13 @@ def test_synthcxr_and_real_data_never_share_a_column():
     assert [row["data"] for row in csv.DictReader(to_csv(table).splitlines())] == ["synthcxr-v1-seed0-256px", "rsna-3f2a9c01b7d4"]
 
 
+def test_scales_never_share_a_column():
+    cpu = record("g2d", "siim-seg", 0.01, 0, 0.3)
+    cpu["key"]["scale"] = "cpu"
+    table = build_table([cpu, record("g2d", "siim-seg", 0.01, 0, 0.5)])
+    assert len(table.columns) == 2 and "cpu scale" in to_markdown(table).splitlines()[0]
+
+
 def test_same_run_on_other_data_is_another_record(tmp_path):
     body = {"status": "skipped", "reason": "x", "task": {"protocol": "x"}}
     synth = write_record(tmp_path, RunKey("random", "c" * 64, "rsna-cls", 1, 0.1, 0, 224, (), "synthcxr-v1"), body)

@@ -224,6 +224,7 @@ def test_pseudo_mask_overlap_beats_its_controls():
     assert scores["pseudo_iou"] == pytest.approx((24 * 24) / (32 * 32))  # lesion inside the mask block
     assert scores["shuffled_iou"] == 0.0  # another image's block misses the lesion
     assert 0 < scores["random_iou"] < 0.2
+    assert scores["shifted_iou"] < scores["pseudo_iou"]  # the same block elsewhere overlaps less
     truth[0] = 0  # images without a lesion are not scored
     assert pseudo_mask_overlap(model, images, truth)["n"] == 2
 

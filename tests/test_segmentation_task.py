@@ -216,3 +216,26 @@ def test_feature_cache_rows_keep_the_encoder_layout(tmp_path):
             assert got.shape == want.shape and got.stride() == want.stride()
     assert all(torch.equal(a, b) for a, b in zip(cache.rows("train", np.array([1, 4, 6])), fresh))
     assert cache.rows("valid", np.array([0])) is None
+
+
+def test_epoch_batches_pass_over_the_data_until_the_minimum_of_steps():
+    gen = torch.Generator().manual_seed(0)
+    one = seg.epoch_batches(14, 8, gen, drop_last=True)  # 14 rows, batch 8: the short batch is dropped
+    assert [len(b) for b in one] == [8]
+    many = seg.epoch_batches(14, 8, gen, drop_last=True, min_steps=10)
+    assert [len(b) for b in many] == [8] * 10
+    # every pass is a fresh shuffle of all rows (drop_last drops 6 of them per pass)
+    assert len({tuple(sorted(b)) for b in many}) > 1 and all(len(set(b)) == 8 for b in many)
+    assert [len(b) for b in seg.epoch_batches(20, 8, gen, drop_last=True, min_steps=3)] == [8, 8, 8, 8]
+    assert [len(b) for b in seg.epoch_batches(20, 8, None, drop_last=False)] == [8, 8, 4]
+
+
+def test_min_steps_per_epoch_trains_more_steps(tmp_path, monkeypatch):
+    steps = []
+    original = torch.optim.AdamW.step
+    monkeypatch.setattr(torch.optim.AdamW, "step", lambda self, *a, **k: steps.append(1) or original(self, *a, **k))
+    seg.run(fake_ctx(tmp_path, max_epochs=2, patience=5))
+    base = len(steps)
+    steps.clear()
+    seg.run(fake_ctx(tmp_path, max_epochs=2, patience=5, min_steps_per_epoch=3))
+    assert base == 2 and len(steps) == 6  # 8 rows, batch 8: 1 step per epoch, or 3 with the floor

@@ -55,9 +55,12 @@ def _iou(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def pseudo_mask_overlap(model: "G2D", images: "torch.Tensor", true_masks, seed: int = 0) -> dict:
-    """Mean IoU of pseudo masks vs true lesion masks, and of the random and shuffled controls.
+    """Mean IoU of pseudo masks vs true lesion masks, and of three controls: a random mask of the
+    same area (pixels drawn uniformly inside the body mask), the same pseudo mask moved by a random
+    cyclic shift (same shape and area, another place), and another image's pseudo mask (A.6).
 
-    Returns ``{"n", "pseudo_iou", "random_iou", "shuffled_iou"}`` (NaN where nothing is scored).
+    Returns ``{"n", "pseudo_iou", "random_iou", "shifted_iou", "shuffled_iou"}`` (NaN where nothing
+    is scored). Only images with a lesion are scored.
     """
     import torch
 
@@ -70,13 +73,15 @@ def pseudo_mask_overlap(model: "G2D", images: "torch.Tensor", true_masks, seed: 
     keep = np.flatnonzero(truth.reshape(len(truth), -1).any(1))
     rng = np.random.default_rng(seed)
     other = derangement(len(pseudo), torch.Generator().manual_seed(seed)).numpy() if len(pseudo) > 1 else None
-    scores = {"pseudo_iou": [], "random_iou": [], "shuffled_iou": []}
+    scores = {"pseudo_iou": [], "random_iou": [], "shifted_iou": [], "shuffled_iou": []}
     for i in keep:
         scores["pseudo_iou"].append(_iou(pseudo[i], truth[i]))
         inside = np.flatnonzero(body[i].ravel())
         rand = np.zeros(pseudo[i].size, dtype=bool)
         rand[rng.choice(inside, size=min(int(pseudo[i].sum()), inside.size), replace=False)] = True
         scores["random_iou"].append(_iou(rand.reshape(pseudo[i].shape), truth[i]))
+        shift = tuple(int(s) for s in rng.integers(0, pseudo[i].shape))
+        scores["shifted_iou"].append(_iou(np.roll(pseudo[i], shift, axis=(0, 1)), truth[i]))
         if other is not None:
             scores["shuffled_iou"].append(_iou(pseudo[other[i]], truth[i]))
     return {"n": int(len(keep)), **{k: float(np.mean(v)) if v else float("nan") for k, v in scores.items()}}
