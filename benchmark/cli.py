@@ -306,6 +306,8 @@ def cmd_g2d(args) -> int:
     print(f"  mean IoU, random mask of the same area (in body):  {result['random_iou']:.4f}")
     print(f"  mean IoU, the pseudo mask moved by a random shift: {result['shifted_iou']:.4f}")
     print(f"  mean IoU, another image's pseudo mask (shuffled):  {result['shuffled_iou']:.4f}")
+    print(f"  attention lift (lesion / body mean attention):     {result['attention_lift']:.4f}  (1 = no preference)")
+    print(f"  attention lift, another image's attention:         {result['shuffled_lift']:.4f}")
     return 0
 
 

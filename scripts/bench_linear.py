@@ -1,11 +1,12 @@
 """Linear-probe benchmark: encode-once (g2d-bench) vs re-encoding every batch of every epoch (MGCA's loop).
 
-    python scripts/bench_linear.py [--task rsna-cls] [--fraction 0.1] [--epochs 10] [--arch resnet18] [--size 128]
+    python scripts/bench_linear.py [--task rsna-cls] [--fraction 0.1] [--epochs 50] [--arch resnet18] [--size 128]
 
 Both variants train the same Linear head with the same seed on the same frozen encoder; the
 script prints wall time of each, the ratio (goal ≥ 20×), and both test AUCs (must agree within
-0.005). ``--epochs`` caps the protocol's 50 (early stopping disabled by a patience equal to it) so
-the naive loop finishes in minutes on a CPU; the ratio grows with the number of epochs.
+0.005). Both run ``--epochs`` epochs (default: the protocol's 50) with early stopping disabled (a
+patience equal to it), so both loops do the same work; the naive loop then takes ~8 minutes on 2
+CPU cores. The ratio grows with the number of epochs (measured: 8.1x at 10 epochs).
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--task", default="rsna-cls")
     parser.add_argument("--fraction", type=float, default=0.1)
-    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--epochs", type=int, default=50)
     parser.add_argument("--arch", default="resnet18")
     parser.add_argument("--size", type=int, default=128)
     args = parser.parse_args()

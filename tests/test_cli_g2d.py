@@ -28,6 +28,8 @@ def test_masks_and_figure(tmp_path):
     out = cli("masks", "--n", "20")
     values = [float(line.rsplit(" ", 1)[1]) for line in out.splitlines() if "mean IoU" in line]
     assert len(values) == 4 and all(0.0 <= v <= 1.0 for v in values)
+    lifts = [float(line.split(":")[1].split()[0]) for line in out.splitlines() if "attention lift" in line]
+    assert len(lifts) == 2 and all(v >= 0.0 for v in lifts)
     cli("figure", "--n", "2", "--out", "fig.png")
     assert (tmp_path / "fig.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

@@ -225,6 +225,9 @@ def test_pseudo_mask_overlap_beats_its_controls():
     assert scores["shuffled_iou"] == 0.0  # another image's block misses the lesion
     assert 0 < scores["random_iou"] < 0.2
     assert scores["shifted_iou"] < scores["pseudo_iou"]  # the same block elsewhere overlaps less
+    # lesion attention 0.9 vs body mean (0.9 + 3 × 0.1) / 4 = 0.3 (no body mask in the stub): lift 3
+    assert scores["attention_lift"] == pytest.approx(3.0, rel=1e-5)
+    assert scores["shuffled_lift"] == pytest.approx(0.1 / 0.3, rel=1e-5)
     truth[0] = 0  # images without a lesion are not scored
     assert pseudo_mask_overlap(model, images, truth)["n"] == 2
 

@@ -59,8 +59,12 @@ def pseudo_mask_overlap(model: "G2D", images: "torch.Tensor", true_masks, seed: 
     same area (pixels drawn uniformly inside the body mask), the same pseudo mask moved by a random
     cyclic shift (same shape and area, another place), and another image's pseudo mask (A.6).
 
-    Returns ``{"n", "pseudo_iou", "random_iou", "shifted_iou", "shuffled_iou"}`` (NaN where nothing
-    is scored). Only images with a lesion are scored.
+    Also, threshold-free: ``attention_lift`` = mean attention on the lesion's pixels / mean
+    attention on the body's pixels (1 = no preference for the lesion), and ``shuffled_lift`` with
+    another image's attention map, averaged over images.
+
+    Returns ``{"n", "pseudo_iou", "random_iou", "shifted_iou", "shuffled_iou", "attention_lift",
+    "shuffled_lift"}`` (NaN where nothing is scored). Only images with a lesion are scored.
     """
     import torch
 
@@ -73,7 +77,12 @@ def pseudo_mask_overlap(model: "G2D", images: "torch.Tensor", true_masks, seed: 
     keep = np.flatnonzero(truth.reshape(len(truth), -1).any(1))
     rng = np.random.default_rng(seed)
     other = derangement(len(pseudo), torch.Generator().manual_seed(seed)).numpy() if len(pseudo) > 1 else None
-    scores = {"pseudo_iou": [], "random_iou": [], "shifted_iou": [], "shuffled_iou": []}
+    attention = masks.attention.mean(dim=1).cpu().numpy()  # aggregated over heads, at image size
+    scores = {"pseudo_iou": [], "random_iou": [], "shifted_iou": [], "shuffled_iou": [], "attention_lift": [], "shuffled_lift": []}
+
+    def lift(attn: np.ndarray, i: int) -> float:
+        return float(attn[truth[i] & (body[i] > 0)].mean() / max(attn[body[i] > 0].mean(), 1e-12))
+
     for i in keep:
         scores["pseudo_iou"].append(_iou(pseudo[i], truth[i]))
         inside = np.flatnonzero(body[i].ravel())
@@ -82,8 +91,12 @@ def pseudo_mask_overlap(model: "G2D", images: "torch.Tensor", true_masks, seed: 
         scores["random_iou"].append(_iou(rand.reshape(pseudo[i].shape), truth[i]))
         shift = tuple(int(s) for s in rng.integers(0, pseudo[i].shape))
         scores["shifted_iou"].append(_iou(np.roll(pseudo[i], shift, axis=(0, 1)), truth[i]))
+        if (truth[i] & (body[i] > 0)).any():
+            scores["attention_lift"].append(lift(attention[i], i))
         if other is not None:
             scores["shuffled_iou"].append(_iou(pseudo[other[i]], truth[i]))
+            if (truth[i] & (body[i] > 0)).any():
+                scores["shuffled_lift"].append(lift(attention[other[i]], i))
     return {"n": int(len(keep)), **{k: float(np.mean(v)) if v else float("nan") for k, v in scores.items()}}
 
 
