@@ -3,6 +3,7 @@ first use), its split manifest, and the preprocessed cache the task reads.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import logging
@@ -61,8 +62,16 @@ def data_identity(dataset: str, data_root: str | Path | None, home: Path | None 
 
 
 def _fingerprint(release) -> str:
+    """SHA-256 over the sizes and SHA-256 of the release's label files (hashed once per process)."""
+    return _label_files_hash(release.name, str(Path(release.root).resolve()))
+
+
+@functools.lru_cache(maxsize=64)
+def _label_files_hash(dataset: str, root: str) -> str:
+    from g2d_bench.datasets import DATASETS
     from g2d_bench.datasets.manifests import source_files
 
+    release = DATASETS.get(dataset)(Path(root))
     return hashlib.sha256(repr(sorted(source_files(release).items())).encode()).hexdigest()
 
 
@@ -74,7 +83,11 @@ def ensure_synthcxr(dataset: str, home: Path | None = None, progress: bool = Fal
     folder = root / dataset
     if not folder.is_dir():
         log.info("generating SynthCXR %s under %s (once)", dataset, root)
-        generate(root, datasets=[dataset], n=synth_count(), size=SYNTH_SIZE, seed=SYNTH_SEED, progress=progress)
+        n = synth_count()
+        # two drawing processes when there are two cores and enough images to pay for starting them
+        # (same files either way; 2,000 images: 43.5 s -> 27.4 s for SIIM, 30.7 s -> 22.4 s for MIMIC)
+        workers = 2 if (os.cpu_count() or 1) >= 2 and (n is None or n >= 1000) else 1
+        generate(root, datasets=[dataset], n=n, size=SYNTH_SIZE, seed=SYNTH_SEED, progress=progress, workers=workers)
     return folder
 
 

@@ -2,8 +2,8 @@
 G2D paper's (methods as rows; task × label fraction as columns; mean ± std over seeds; best in bold).
 
 A column is one (task, task version, protocol, input size, scale, data, metric): records that
-differ in any of these never share a column, so numbers from different protocols, or from SynthCXR and a real
-release, are never averaged together.
+differ in any of these never share a column, so numbers from different protocols, scales, or from
+SynthCXR and a real release are never averaged together.
 """
 from __future__ import annotations
 
@@ -113,7 +113,7 @@ def build_table(records: Iterable[dict], metric: str | None = None, tasks: Itera
 
 
 def _labels(columns: list[Column]) -> dict[Column, str]:
-    """Column labels qualified just enough to be unique (version, protocol, size, metric)."""
+    """Column labels qualified just enough to be unique (version, protocol, size, scale, data, metric)."""
     qualify: set[str] = set()
     for attribute in ("version", "protocol", "image_size", "scale", "data", "metric"):
         by_task: dict[str, set] = {}

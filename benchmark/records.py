@@ -1,5 +1,5 @@
-"""Run records: one JSON per (method, checkpoint hash, task, task version, data, fraction, seed,
-input size, overrides), with its per-sample scores CSV beside it.
+"""Run records: one JSON per (method, checkpoint hash, task, task version, fraction, seed, input
+size, overrides, data, scale), with its per-sample scores CSV beside it.
 
 The scores file is written first and the JSON last, each atomically, and the JSON holds the
 scores file's SHA-256: a record counts as complete only when its scores file is the one it names

@@ -6,7 +6,8 @@ Both variants train the same Linear head with the same seed on the same frozen e
 script prints wall time of each, the ratio (goal ≥ 20×), and both test AUCs (must agree within
 0.005). Both run ``--epochs`` epochs (default: the protocol's 50) with early stopping disabled (a
 patience equal to it), so both loops do the same work; the naive loop then takes ~8 minutes on 2
-CPU cores. The ratio grows with the number of epochs (measured: 8.1x at 10 epochs).
+CPU cores. The ratio grows with the number of epochs (measured 2026-12-01: 8.1x at 10 epochs, 40.8x
+at 50, AUC identical).
 """
 from __future__ import annotations
 
