@@ -80,10 +80,12 @@ def pseudo_mask_overlap(model: "G2D", images: "torch.Tensor", true_masks, seed: 
     attention = masks.attention.mean(dim=1).cpu().numpy()  # aggregated over heads, at image size
     scores = {"pseudo_iou": [], "random_iou": [], "shifted_iou": [], "shuffled_iou": [], "attention_lift": [], "shuffled_lift": []}
 
-    def lift(attn: np.ndarray, i: int) -> float:
-        return float(attn[truth[i] & (body[i] > 0)].mean() / max(attn[body[i] > 0].mean(), 1e-12))
+    def lift(attn: np.ndarray, lesion: np.ndarray, inside: np.ndarray) -> float:
+        return float(attn[lesion].mean() / max(attn[inside].mean(), 1e-12))
 
     for i in keep:
+        in_body = body[i] > 0
+        lesion = truth[i] & in_body
         scores["pseudo_iou"].append(_iou(pseudo[i], truth[i]))
         inside = np.flatnonzero(body[i].ravel())
         rand = np.zeros(pseudo[i].size, dtype=bool)
@@ -91,12 +93,12 @@ def pseudo_mask_overlap(model: "G2D", images: "torch.Tensor", true_masks, seed: 
         scores["random_iou"].append(_iou(rand.reshape(pseudo[i].shape), truth[i]))
         shift = tuple(int(s) for s in rng.integers(0, pseudo[i].shape))
         scores["shifted_iou"].append(_iou(np.roll(pseudo[i], shift, axis=(0, 1)), truth[i]))
-        if (truth[i] & (body[i] > 0)).any():
-            scores["attention_lift"].append(lift(attention[i], i))
+        if lesion.any():
+            scores["attention_lift"].append(lift(attention[i], lesion, in_body))
         if other is not None:
             scores["shuffled_iou"].append(_iou(pseudo[other[i]], truth[i]))
-            if (truth[i] & (body[i] > 0)).any():
-                scores["shuffled_lift"].append(lift(attention[other[i]], i))
+            if lesion.any():
+                scores["shuffled_lift"].append(lift(attention[other[i]], lesion, in_body))
     return {"n": int(len(keep)), **{k: float(np.mean(v)) if v else float("nan") for k, v in scores.items()}}
 
 
