@@ -55,19 +55,17 @@ def data_identity(dataset: str, data_root: str | Path | None, home: Path | None 
     key, leaderboard column and cache key, so runs on different data never share them."""
     if data_root is None:
         return f"synthcxr-{synth_root(home).name}"
-    from g2d_bench.datasets import DATASETS
-
-    release = DATASETS.get(dataset)(Path(data_root))
-    return f"{dataset}-{_fingerprint(release)[:12]}"
+    return f"{dataset}-{_label_files_hash(dataset, str(Path(data_root).expanduser().resolve()))[:12]}"
 
 
 def _fingerprint(release) -> str:
     """SHA-256 over the sizes and SHA-256 of the release's label files (hashed once per process)."""
-    return _label_files_hash(release.name, str(Path(release.root).resolve()))
+    return _label_files_hash(release.name, str(Path(release.root).expanduser().resolve()))
 
 
 @functools.lru_cache(maxsize=64)
 def _label_files_hash(dataset: str, root: str) -> str:
+    """Opens the release (a missing root is the release's one-line error) and hashes its label files."""
     from g2d_bench.datasets import DATASETS
     from g2d_bench.datasets.manifests import source_files
 
