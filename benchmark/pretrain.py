@@ -6,7 +6,10 @@ and the optimiser/schedule constants of its profile, and turns a checkpoint into
 ``MethodAdapter``. The engine owns the rest: data (MIMIC-CXR or SynthCXR's copy of it, read
 through the preprocessed cache), AdamW, warm-up + cosine or cosine warm restarts, gradient
 accumulation, AMP on CUDA, channels_last, DDP under ``torchrun``, atomic checkpoints every N steps
-with exact resume, NaN/inf guard, progress bars.
+with exact resume, NaN/inf guard, progress bars, and a loss log (``log.csv`` beside the checkpoint:
+one row per step with the learning rate and every scalar the model's forward returns, written
+just before each checkpoint so a resumed run's log equals an uninterrupted one's). A contrastive
+loss (``vla``) that ends at ln(batch), the value of collapsed towers, is warned about.
 
 Exact resume: the data order of an epoch comes from a generator seeded by (seed, epoch), each
 sample's augmentation from the CPU generator seeded by (seed, epoch, index) inside a fork of its
@@ -236,6 +239,52 @@ def load_checkpoint(path: Path) -> dict:
 
 
 # -- the loop ---------------------------------------------------------------------------------------
+LOG_NAME = "log.csv"  # one row per optimizer step: step, lr and every scalar the model's forward returns
+
+
+def _read_history(path: Path, upto: int) -> list[dict]:
+    """The log rows of steps 1..``upto`` (a resumed run drops the rows after its checkpoint)."""
+    import csv
+
+    if not path.exists():
+        return []
+    with open(path, newline="") as handle:
+        rows = [{k: float(v) for k, v in row.items()} for row in csv.DictReader(handle)]
+    return [row | {"step": int(row["step"])} for row in rows if row["step"] <= upto]
+
+
+def _write_history(path: Path, rows: list[dict]) -> None:
+    import csv
+
+    from g2d_bench.io import atomic_write
+
+    names = list(dict.fromkeys(k for row in rows for k in row))
+    with atomic_write(path, newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=names)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def contrastive_plateau(history: list[dict], batch_size: int, window: int = 50, tolerance: float = 0.01) -> float | None:
+    """The mean contrastive loss (``vla``) of the last ``window`` logged steps when it lies within
+    ``tolerance`` (relative) of ln(batch): the value of InfoNCE when every image embedding is the
+    same vector (or every text one), i.e. the towers have collapsed and nothing is being aligned.
+    ``None`` when there is no such plateau (or no ``vla`` column)."""
+    last = [row["vla"] for row in history[-window:] if "vla" in row]
+    if not last or batch_size < 2:
+        return None
+    mean = sum(last) / len(last)
+    return mean if abs(mean - math.log(batch_size)) <= tolerance * math.log(batch_size) else None
+
+
+def _warn_if_contrastive_plateau(history: list[dict], batch_size: int) -> None:
+    plateau = contrastive_plateau(history, batch_size)
+    if plateau is not None:
+        log.warning(
+            "the contrastive loss ended at %.3f, ln(batch %d) = %.3f: image and text embeddings are not aligned "
+            "(collapsed towers); see log.csv and docs/g2d.md 'CPU-scale pretraining'", plateau, batch_size, math.log(batch_size))
+
+
 def pretrain(config: PretrainConfig, home: Path | None = None) -> Path:
     """Pretrain ``config.method``; returns the output folder (resumes from ``out/last.pt`` if present)."""
     import torch
@@ -299,6 +348,7 @@ def pretrain(config: PretrainConfig, home: Path | None = None) -> Path:
     if rank == 0:
         write_json(out / "run.json", {"engine": dataclasses.asdict(config) | {"out": str(config.out)}, "optimisation": opt, "data": source, "world_size": world, "total_steps": total})
 
+    history = _read_history(out / LOG_NAME, state["step"]) if rank == 0 else []
     bar = tqdm(total=total, initial=state["step"], desc=f"pretrain {config.method}", unit="step", disable=not (config.progress and rank == 0))
     started, seen = time.time(), 0
     while state["step"] < total:
@@ -341,13 +391,19 @@ def pretrain(config: PretrainConfig, home: Path | None = None) -> Path:
             state["batch_in_epoch"] = batch_index + 1
             seen += batch_size
             bar.update(1)
+            history.append({"step": state["step"], "lr": lr * factor, **{k: float(v.detach()) for k, v in losses.items() if v.numel() == 1}})
             bar.set_postfix(loss=f"{float(losses['loss'].detach()):.3f}", img_s=f"{seen / max(time.time() - started, 1e-6):.0f}")
             if rank == 0 and (state["step"] % config.checkpoint_every == 0 or state["step"] == total):
+                # the log first: a run killed between the two resumes from the older checkpoint and
+                # drops the log rows after it
+                _write_history(out / LOG_NAME, history)
                 save_checkpoint(out, model, optimizer, scaler, state, recipe, method_config)
         if state["batch_in_epoch"] >= steps_per_epoch:
             state["epoch"] += 1
             state["batch_in_epoch"] = 0
     bar.close()
+    if rank == 0:
+        _warn_if_contrastive_plateau(history, batch_size)
     if world > 1:
         import torch.distributed as dist
 

@@ -112,6 +112,20 @@ def test_resume_equals_uninterrupted_run(tmp_path, monkeypatch):
     for key in a:
         assert torch.equal(a[key], b[key]), key
     assert (tmp_path / "split" / "weights.safetensors").exists() and (tmp_path / "split" / "extra.txt").exists()
+    # the loss log of the resumed run is the uninterrupted run's, one row per step
+    straight, split = ((tmp_path / name / engine.LOG_NAME).read_text() for name in ("straight", "split"))
+    assert straight == split
+    rows = engine._read_history(tmp_path / "split" / engine.LOG_NAME, 10**9)
+    assert [row["step"] for row in rows] == list(range(1, 10))
+    assert all(np.isfinite(row["loss"]) and row["lr"] > 0 for row in rows)
+
+
+def test_contrastive_plateau_flags_only_a_loss_at_ln_batch():
+    at_ln = [{"step": i, "vla": np.log(32) + 0.001 * (-1) ** i} for i in range(1, 101)]
+    assert engine.contrastive_plateau(at_ln, 32) == pytest.approx(np.log(32), abs=1e-3)
+    learning = [{"step": i, "vla": 3.4 - 0.02 * i} for i in range(1, 101)]
+    assert engine.contrastive_plateau(learning, 32) is None
+    assert engine.contrastive_plateau([{"step": 1, "loss": 3.0}], 32) is None  # no contrastive column
 
 
 def test_different_seeds_differ(tmp_path):
