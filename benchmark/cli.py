@@ -290,6 +290,7 @@ def cmd_g2d(args) -> int:
     from g2d_bench.methods.g2d.default import quick_checkpoint
     from g2d_bench.methods.g2d.figure import plot_pseudo_masks, pseudo_mask_overlap
     from g2d_bench.methods.g2d.inspect_masks import load_model, truth_pairs
+    from g2d_bench.pretrain import contrastive_summary
 
     checkpoint = args.checkpoint or quick_checkpoint(progress=not args.no_progress)
     model = load_model(checkpoint)
@@ -308,6 +309,9 @@ def cmd_g2d(args) -> int:
     print(f"  mean IoU, another image's pseudo mask (shuffled):  {result['shuffled_iou']:.4f}")
     print(f"  attention lift (lesion / body mean attention):     {result['attention_lift']:.4f}  (1 = no preference)")
     print(f"  attention lift, another image's attention:         {result['shuffled_lift']:.4f}")
+    summary = contrastive_summary(Path(checkpoint))
+    if summary:
+        print(f"  {summary}")
     return 0
 
 

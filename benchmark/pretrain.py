@@ -277,6 +277,23 @@ def contrastive_plateau(history: list[dict], batch_size: int, window: int = 50, 
     return mean if abs(mean - math.log(batch_size)) <= tolerance * math.log(batch_size) else None
 
 
+def contrastive_summary(folder: Path, window: int = 50) -> str | None:
+    """One line on how far a checkpoint's contrastive loss got: its mean over the last ``window``
+    logged steps against ln(batch), from ``log.csv`` and ``run.json``; ``None`` without a log."""
+    folder = Path(folder)
+    if not (folder / LOG_NAME).exists() or not (folder / "run.json").exists():
+        return None
+    rows = [row for row in _read_history(folder / LOG_NAME, 10**12) if "vla" in row]
+    run = json.loads((folder / "run.json").read_text())
+    batch = run["engine"].get("batch_size") or run["optimisation"].get("batch_size")
+    if not rows or not batch:
+        return None
+    last = rows[-window:]
+    mean = sum(row["vla"] for row in last) / len(last)
+    verdict = "collapsed: nothing aligned" if contrastive_plateau(rows, batch, window) is not None else "below it: aligning"
+    return f"contrastive loss, mean of steps {last[0]['step']}-{last[-1]['step']}: {mean:.3f} (ln(batch {batch}) = {math.log(batch):.3f}; {verdict})"
+
+
 def _warn_if_contrastive_plateau(history: list[dict], batch_size: int) -> None:
     plateau = contrastive_plateau(history, batch_size)
     if plateau is not None:

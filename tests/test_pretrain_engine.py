@@ -173,3 +173,13 @@ def test_schedules():
 def test_sync_bn_needs_several_cuda_processes(tmp_path):
     with pytest.raises(G2DBenchError, match="--sync-bn needs several CUDA processes"):
         pretrain(config(tmp_path / "s", max_steps=1, sync_bn=True, device="cpu"))
+
+
+def test_contrastive_summary_reads_the_log_of_a_checkpoint(tmp_path):
+    assert engine.contrastive_summary(tmp_path) is None  # no log
+    engine._write_history(tmp_path / engine.LOG_NAME, [{"step": i, "loss": 4.0, "vla": float(np.log(8))} for i in range(1, 61)])
+    (tmp_path / "run.json").write_text('{"engine": {"batch_size": 8}, "optimisation": {}}')
+    line = engine.contrastive_summary(tmp_path)
+    assert "steps 11-60" in line and "2.079" in line and "collapsed" in line
+    engine._write_history(tmp_path / engine.LOG_NAME, [{"step": i, "vla": 1.0} for i in range(1, 61)])
+    assert "aligning" in engine.contrastive_summary(tmp_path)
