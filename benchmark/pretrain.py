@@ -249,7 +249,8 @@ def _read_history(path: Path, upto: int) -> list[dict]:
     if not path.exists():
         return []
     with open(path, newline="") as handle:
-        rows = [{k: float(v) for k, v in row.items()} for row in csv.DictReader(handle)]
+        # a scalar a model returns only on some steps leaves empty cells in the other rows
+        rows = [{k: float(v) for k, v in row.items() if v not in ("", None)} for row in csv.DictReader(handle)]
     return [row | {"step": int(row["step"])} for row in rows if row["step"] <= upto]
 
 

@@ -181,5 +181,8 @@ def test_contrastive_summary_reads_the_log_of_a_checkpoint(tmp_path):
     (tmp_path / "run.json").write_text('{"engine": {"batch_size": 8}, "optimisation": {}}')
     line = engine.contrastive_summary(tmp_path)
     assert "steps 11-60" in line and "2.079" in line and "collapsed" in line
-    engine._write_history(tmp_path / engine.LOG_NAME, [{"step": i, "vla": 1.0} for i in range(1, 61)])
+    # a column present on some steps only (empty cells elsewhere) reads back without it
+    engine._write_history(tmp_path / engine.LOG_NAME, [{"step": i, "vla": 1.0} | ({"pa": 0.5} if i > 30 else {}) for i in range(1, 61)])
+    rows = engine._read_history(tmp_path / engine.LOG_NAME, 10**9)
+    assert "pa" not in rows[0] and rows[-1]["pa"] == 0.5
     assert "aligning" in engine.contrastive_summary(tmp_path)
