@@ -17,6 +17,12 @@ def test_masks_and_figure(tmp_path):
     torch.manual_seed(0)
     config = recipe.make_config("paper", "cpu", {"image_size": 64, "scratch_layers": 1, "scratch_hidden": 32, "text_max_length": 16})
     checkpoint = save_g2d(build_g2d(config, ["no pneumothorax.", "small left effusion."] * 8), tmp_path / "g2d")
+    # the loss log the engine writes beside its checkpoints: a contrastive loss stuck at ln(16)
+    import math
+
+    from g2d_bench.pretrain import LOG_NAME, _write_history
+    _write_history(checkpoint / LOG_NAME, [{"step": i, "vla": math.log(16)} for i in range(1, 81)])
+    (checkpoint / "run.json").write_text(json.dumps({"engine": {"batch_size": 16}, "optimisation": {}}))
     env = {**os.environ, "G2D_BENCH_CACHE": str(tmp_path / "cache"), "G2D_BENCH_SYNTH_N": "200"}
 
     def cli(*args):
@@ -30,6 +36,7 @@ def test_masks_and_figure(tmp_path):
     assert len(values) == 4 and all(0.0 <= v <= 1.0 for v in values)
     lifts = [float(line.split(":")[1].split()[0]) for line in out.splitlines() if "attention lift" in line]
     assert len(lifts) == 2 and all(v >= 0.0 for v in lifts)
+    assert "steps 31-80: 2.773 (ln(batch 16) = 2.773; collapsed" in out
     cli("figure", "--n", "2", "--out", "fig.png")
     assert (tmp_path / "fig.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
