@@ -266,16 +266,25 @@ def _write_history(path: Path, rows: list[dict]) -> None:
         writer.writerows(rows)
 
 
+def _vla_tail(history: list[dict], window: int) -> list[dict]:
+    """The last ``window`` log rows that hold a contrastive loss (``vla``)."""
+    return [row for row in history if "vla" in row][-window:]
+
+
+def _at_ln_batch(value: float, batch_size: int, tolerance: float) -> bool:
+    """Whether ``value`` lies within ``tolerance`` (relative) of ln(batch): the value of InfoNCE when
+    every image embedding is the same vector (or every text one), i.e. collapsed towers."""
+    return abs(value - math.log(batch_size)) <= tolerance * math.log(batch_size)
+
+
 def contrastive_plateau(history: list[dict], batch_size: int, window: int = 50, tolerance: float = 0.01) -> float | None:
-    """The mean contrastive loss (``vla``) of the last ``window`` logged steps when it lies within
-    ``tolerance`` (relative) of ln(batch): the value of InfoNCE when every image embedding is the
-    same vector (or every text one), i.e. the towers have collapsed and nothing is being aligned.
-    ``None`` when there is no such plateau (or no ``vla`` column)."""
-    last = [row["vla"] for row in history[-window:] if "vla" in row]
-    if not last or batch_size < 2:
+    """The mean contrastive loss of the last ``window`` logged steps when it sits at ln(batch)
+    (:func:`_at_ln_batch`: nothing is being aligned); ``None`` otherwise or without a ``vla`` column."""
+    tail = _vla_tail(history, window)
+    if not tail or batch_size < 2:
         return None
-    mean = sum(last) / len(last)
-    return mean if abs(mean - math.log(batch_size)) <= tolerance * math.log(batch_size) else None
+    mean = sum(row["vla"] for row in tail) / len(tail)
+    return mean if _at_ln_batch(mean, batch_size, tolerance) else None
 
 
 def contrastive_summary(folder: Path, window: int = 50) -> str | None:
@@ -284,23 +293,17 @@ def contrastive_summary(folder: Path, window: int = 50) -> str | None:
     folder = Path(folder)
     if not (folder / LOG_NAME).exists() or not (folder / "run.json").exists():
         return None
-    rows = [row for row in _read_history(folder / LOG_NAME, 10**12) if "vla" in row]
+    tail = _vla_tail(_read_history(folder / LOG_NAME, 10**12), window)
     run = json.loads((folder / "run.json").read_text())
     batch = run["engine"].get("batch_size") or run["optimisation"].get("batch_size")
-    if not rows or not batch:
+    if not tail or not batch:
         return None
-    last = rows[-window:]
-    mean = sum(row["vla"] for row in last) / len(last)
-    verdict = "collapsed: nothing aligned" if contrastive_plateau(rows, batch, window) is not None else "below it: aligning"
-    return f"contrastive loss, mean of steps {last[0]['step']}-{last[-1]['step']}: {mean:.3f} (ln(batch {batch}) = {math.log(batch):.3f}; {verdict})"
-
-
-def _warn_if_contrastive_plateau(history: list[dict], batch_size: int) -> None:
-    plateau = contrastive_plateau(history, batch_size)
-    if plateau is not None:
-        log.warning(
-            "the contrastive loss ended at %.3f, ln(batch %d) = %.3f: image and text embeddings are not aligned "
-            "(collapsed towers); see log.csv and docs/g2d.md 'CPU-scale pretraining'", plateau, batch_size, math.log(batch_size))
+    mean = sum(row["vla"] for row in tail) / len(tail)
+    if _at_ln_batch(mean, batch, 0.01):
+        verdict = "collapsed: nothing aligned"
+    else:
+        verdict = "below it: aligning" if mean < math.log(batch) else "above it: not aligned"
+    return f"contrastive loss, mean of steps {tail[0]['step']}-{tail[-1]['step']}: {mean:.3f} (ln(batch {batch}) = {math.log(batch):.3f}; {verdict})"
 
 
 def pretrain(config: PretrainConfig, home: Path | None = None) -> Path:
@@ -420,8 +423,10 @@ def pretrain(config: PretrainConfig, home: Path | None = None) -> Path:
             state["epoch"] += 1
             state["batch_in_epoch"] = 0
     bar.close()
-    if rank == 0:
-        _warn_if_contrastive_plateau(history, batch_size)
+    plateau = contrastive_plateau(history, batch_size) if rank == 0 else None
+    if plateau is not None:
+        log.warning("the contrastive loss ended at %.3f, ln(batch %d) = %.3f: image and text embeddings are not aligned "
+                    "(collapsed towers); see log.csv and docs/g2d.md 'CPU-scale pretraining'", plateau, batch_size, math.log(batch_size))
     if world > 1:
         import torch.distributed as dist
 

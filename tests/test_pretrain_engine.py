@@ -185,4 +185,6 @@ def test_contrastive_summary_reads_the_log_of_a_checkpoint(tmp_path):
     engine._write_history(tmp_path / engine.LOG_NAME, [{"step": i, "vla": 1.0} | ({"pa": 0.5} if i > 30 else {}) for i in range(1, 61)])
     rows = engine._read_history(tmp_path / engine.LOG_NAME, 10**9)
     assert "pa" not in rows[0] and rows[-1]["pa"] == 0.5
-    assert "aligning" in engine.contrastive_summary(tmp_path)
+    assert "below it: aligning" in engine.contrastive_summary(tmp_path)
+    engine._write_history(tmp_path / engine.LOG_NAME, [{"step": i, "vla": 3.0} for i in range(1, 61)])
+    assert "above it: not aligned" in engine.contrastive_summary(tmp_path)
