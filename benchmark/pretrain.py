@@ -266,9 +266,11 @@ def _write_history(path: Path, rows: list[dict]) -> None:
         writer.writerows(rows)
 
 
-def _vla_tail(history: list[dict], window: int) -> list[dict]:
-    """The last ``window`` log rows that hold a contrastive loss (``vla``)."""
-    return [row for row in history if "vla" in row][-window:]
+def _vla_tail(history: list[dict], window: int) -> tuple[list[dict], float | None]:
+    """The last ``window`` log rows that hold a contrastive loss (``vla``) and their mean (``None``
+    when there are none)."""
+    tail = [row for row in history if "vla" in row][-window:]
+    return tail, (sum(row["vla"] for row in tail) / len(tail) if tail else None)
 
 
 def _at_ln_batch(value: float, batch_size: int, tolerance: float) -> bool:
@@ -280,10 +282,9 @@ def _at_ln_batch(value: float, batch_size: int, tolerance: float) -> bool:
 def contrastive_plateau(history: list[dict], batch_size: int, window: int = 50, tolerance: float = 0.01) -> float | None:
     """The mean contrastive loss of the last ``window`` logged steps when it sits at ln(batch)
     (:func:`_at_ln_batch`: nothing is being aligned); ``None`` otherwise or without a ``vla`` column."""
-    tail = _vla_tail(history, window)
-    if not tail or batch_size < 2:
+    _, mean = _vla_tail(history, window)
+    if mean is None or batch_size < 2:
         return None
-    mean = sum(row["vla"] for row in tail) / len(tail)
     return mean if _at_ln_batch(mean, batch_size, tolerance) else None
 
 
@@ -293,13 +294,13 @@ def contrastive_summary(folder: Path, window: int = 50) -> str | None:
     folder = Path(folder)
     if not (folder / LOG_NAME).exists() or not (folder / "run.json").exists():
         return None
-    tail = _vla_tail(_read_history(folder / LOG_NAME, 10**12), window)
+    history = _read_history(folder / LOG_NAME, 10**12)
     run = json.loads((folder / "run.json").read_text())
     batch = run["engine"].get("batch_size") or run["optimisation"].get("batch_size")
-    if not tail or not batch:
+    tail, mean = _vla_tail(history, window)
+    if mean is None or not batch:
         return None
-    mean = sum(row["vla"] for row in tail) / len(tail)
-    if _at_ln_batch(mean, batch, 0.01):
+    if contrastive_plateau(history, batch, window) is not None:
         verdict = "collapsed: nothing aligned"
     else:
         verdict = "below it: aligning" if mean < math.log(batch) else "above it: not aligned"
@@ -412,7 +413,8 @@ def pretrain(config: PretrainConfig, home: Path | None = None) -> Path:
             state["batch_in_epoch"] = batch_index + 1
             seen += batch_size
             bar.update(1)
-            history.append({"step": state["step"], "lr": lr * factor, **{k: float(v.detach()) for k, v in losses.items() if v.numel() == 1}})
+            if rank == 0:  # only rank 0 writes the log
+                history.append({"step": state["step"], "lr": lr * factor, **{k: float(v.detach()) for k, v in losses.items() if v.numel() == 1}})
             bar.set_postfix(loss=f"{float(losses['loss'].detach()):.3f}", img_s=f"{seen / max(time.time() - started, 1e-6):.0f}")
             if rank == 0 and (state["step"] % config.checkpoint_every == 0 or state["step"] == total):
                 # the log first: a run killed between the two resumes from the older checkpoint and
@@ -423,7 +425,7 @@ def pretrain(config: PretrainConfig, home: Path | None = None) -> Path:
             state["epoch"] += 1
             state["batch_in_epoch"] = 0
     bar.close()
-    plateau = contrastive_plateau(history, batch_size) if rank == 0 else None
+    plateau = contrastive_plateau(history, batch_size)  # [] (None) on ranks other than 0
     if plateau is not None:
         log.warning("the contrastive loss ended at %.3f, ln(batch %d) = %.3f: image and text embeddings are not aligned "
                     "(collapsed towers); see log.csv and docs/g2d.md 'CPU-scale pretraining'", plateau, batch_size, math.log(batch_size))
