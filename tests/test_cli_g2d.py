@@ -15,7 +15,8 @@ def test_masks_and_figure(tmp_path):
 
     recipe = PRETRAIN_RECIPES.get("g2d")
     torch.manual_seed(0)
-    config = recipe.make_config("paper", "cpu", {"image_size": 64, "scratch_layers": 1, "scratch_hidden": 32, "text_max_length": 16})
+    config = recipe.make_config("paper", "cpu", {"image_size": 64, "scratch_layers": 1, "scratch_hidden": 32, "text_max_length": 16,
+                                                   "scratch_mlm_steps": 2})
     checkpoint = save_g2d(build_g2d(config, ["no pneumothorax.", "small left effusion."] * 8), tmp_path / "g2d")
     # the loss log the engine writes beside its checkpoints: a contrastive loss stuck at ln(16)
     import math
@@ -51,6 +52,7 @@ def test_quick_g2d_is_pretrained_once_and_reused(tmp_path, monkeypatch):
     monkeypatch.setenv("G2D_BENCH_SYNTH_N", "60")
     monkeypatch.setitem(default.QUICK, "max_steps", 2)
     monkeypatch.setitem(default.QUICK, "batch_size", 8)
+    monkeypatch.setitem(default.QUICK, "overrides", {"scratch_mlm_steps": 2})
     calls = []
     original = engine.pretrain
     monkeypatch.setattr(engine, "pretrain", lambda *a, **k: calls.append(1) or original(*a, **k))
@@ -69,7 +71,7 @@ def test_pretrain_command_writes_a_checkpoint_that_runs_as_a_method(tmp_path):
     env = {**os.environ, "G2D_BENCH_CACHE": str(tmp_path / "cache"), "G2D_BENCH_SYNTH_N": "60"}
     result = subprocess.run(
         [sys.executable, "-m", "g2d_bench.cli", "pretrain", "--method", "g2d", "--max-steps", "2", "--batch-size", "8",
-         "--out", str(tmp_path / "ckpt"), "--set", "image_size=64", "--set", "scratch_layers=1", "--no-progress"],
+         "--out", str(tmp_path / "ckpt"), "--set", "image_size=64", "--set", "scratch_layers=1", "--set", "scratch_mlm_steps=2", "--no-progress"],
         capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
     assert f"checkpoint: {tmp_path / 'ckpt'}" in result.stdout

@@ -165,7 +165,7 @@ def test_engine_pretrains_g2d_and_its_checkpoint_loads_as_a_method(tmp_path, mon
     images = np.random.default_rng(0).integers(0, 255, (8, 80, 80), dtype=np.uint8)
     reports = [REPORTS[i % 4] for i in range(8)]
     monkeypatch.setattr(engine, "load_pairs", lambda config, size, home=None: (images, reports, {"fake": True}))
-    overrides = {"image_size": 64, "scratch_layers": 1, "scratch_hidden": 32, "text_max_length": 16}
+    overrides = {"image_size": 64, "scratch_layers": 1, "scratch_hidden": 32, "text_max_length": 16, "scratch_mlm_steps": 2}
     opt = RECIPE.optimisation(RECIPE.make_config("paper", "cpu", overrides))
     assert opt["schedule"] == "warmup-cosine" and set(opt["sources"]) == set(opt) - {"sources"}
     out = engine.pretrain(engine.PretrainConfig(method="g2d", out=tmp_path / "run", scale="cpu", max_steps=2,

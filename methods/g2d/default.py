@@ -28,8 +28,12 @@ def quick_checkpoint(progress: bool = False, home: Path | None = None) -> Path:
     from g2d_bench.data import cache_home, synth_root
     from g2d_bench.pretrain import PretrainConfig, pretrain
 
+    from g2d_bench.methods.g2d.recipe import RECIPE
+
     home = home or cache_home()
-    key = sha256_json({**QUICK, "synth": str(synth_root(home).name)})[:12]
+    # the resolved settings are part of the key: a changed default never reuses an old model
+    settings = RECIPE.make_config(QUICK["profile"], QUICK["scale"], QUICK["overrides"]).to_dict()
+    key = sha256_json({**QUICK, "settings": settings, "synth": str(synth_root(home).name)})[:12]
     folder = home / "pretrained" / f"g2d-quick-{key}"
     done = folder / "config.json"
     if done.exists() and json.loads(done.read_text()).get("step") == QUICK["max_steps"]:
