@@ -3,9 +3,10 @@ pretrained once on SynthCXR's MIMIC-format copy and cached under ``$G2D_BENCH_CA
 
 The budget is counted in image-steps (SYNTHCXR.md: compare budgets across machines by
 image-steps, not wall time) and sized for the main command's 10-minute goal on 2 CPU cores:
-it is a quick model that exercises every path, not a trained one: its contrastive loss stays at
-ln(32), the value of collapsed towers, for all 200 steps (docs/g2d.md "CPU-scale pretraining"), so
-its features are no better than random init's. ``g2d-bench pretrain --scale cpu`` trains longer ones.
+it is a quick model that exercises every path, not a trained one: with the MLM-pretrained text
+tower its contrastive loss just leaves ln(32) = 3.466 (the value of collapsed towers) in its last
+50 steps (3.401, measured 2026-12-02; docs/g2d.md "CPU-scale pretraining"); the 1,000-step model
+that beats random on ``rsna-seg`` comes from ``g2d-bench pretrain --scale cpu --max-steps 1000``.
 """
 from __future__ import annotations
 
