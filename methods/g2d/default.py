@@ -27,9 +27,8 @@ QUICK = {"profile": "paper", "scale": "cpu", "overrides": {}, "batch_size": 32, 
 def quick_checkpoint(progress: bool = False, home: Path | None = None) -> Path:
     """Folder of the quick CPU G2D, pretraining it first if it is not cached yet."""
     from g2d_bench.data import cache_home, synth_root
-    from g2d_bench.pretrain import PretrainConfig, pretrain
-
     from g2d_bench.methods.g2d.recipe import RECIPE
+    from g2d_bench.pretrain import PretrainConfig, pretrain
 
     home = home or cache_home()
     # the resolved settings are part of the key: a changed default never reuses an old model
