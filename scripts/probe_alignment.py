@@ -20,7 +20,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 ATTRIBUTES = ("Support Devices", "No Finding", "Lung Opacity", "Cardiomegaly", "Pleural Effusion", "Pneumothorax")
 
 
-def pretraining_images_and_targets(cache_size: int = 110):
+def pretraining_images_and_targets(cache_size: int):
     """Training images (N×S×S uint8, the engine's cache) and {attribute: bool array}."""
     import numpy as np
 
@@ -37,13 +37,10 @@ def pretraining_images_and_targets(cache_size: int = 110):
     return images, targets
 
 
-def embeddings(checkpoint: Path, images):
+def embeddings(model, images):
     import numpy as np
     import torch
 
-    from g2d_bench.methods.g2d.inspect_masks import load_model
-
-    model = load_model(checkpoint)
     size = model.cfg.image_size
     top = (images.shape[1] - size) // 2
     out = []
@@ -64,10 +61,16 @@ def main() -> None:
     from sklearn.metrics import roc_auc_score
     from sklearn.model_selection import cross_val_predict
 
-    images, targets = pretraining_images_and_targets()
-    print(f"{len(images)} pretraining images; positives: " + ", ".join(f"{k} {int(v.sum())}" for k, v in targets.items()))
+    from g2d_bench.methods.g2d.config import training_profile
+    from g2d_bench.methods.g2d.inspect_masks import load_model
+
     for checkpoint in args.checkpoints:
-        feats = embeddings(checkpoint, images)
+        model = load_model(checkpoint)
+        # the images as the engine cached them for this model (e.g. 110 px for a 96 px crop)
+        images, targets = pretraining_images_and_targets(training_profile(model.cfg)["cache_size"])
+        if checkpoint == args.checkpoints[0]:
+            print(f"{len(images)} pretraining images; positives: " + ", ".join(f"{k} {int(v.sum())}" for k, v in targets.items()))
+        feats = embeddings(model, images)
         aucs = {}
         for name, y in targets.items():
             if min(y.sum(), (~y).sum()) < 2 * args.folds:
