@@ -122,6 +122,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--checkpoint", help="G2D checkpoint folder (default: the quick CPU G2D, pretrained once)")
         p.add_argument("--n", type=int, default=200 if name == "masks" else 4, help="held-out images to use")
         p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--data-root", type=Path,
+                       help="a SynthCXR MIMIC-format copy with its _truth/ sidecar, e.g. one written by "
+                            "'g2d-bench data synth --datasets mimic-cxr' (default: the embedded one)")
         if name == "figure":
             p.add_argument("--out", type=Path, default=Path("g2d_pseudo_masks.png"))
         p.add_argument("--no-progress", action="store_true")
@@ -294,7 +297,7 @@ def cmd_g2d(args) -> int:
 
     checkpoint = args.checkpoint or quick_checkpoint(progress=not args.no_progress)
     model = load_model(checkpoint)
-    root = ensure_synthcxr("mimic-cxr", progress=not args.no_progress)
+    root = args.data_root or ensure_synthcxr("mimic-cxr", progress=not args.no_progress)
     images, truth, reports = truth_pairs(root, model.cfg.image_size, args.n, args.seed)
     if args.g2d_command == "figure":
         path = plot_pseudo_masks(model, images, reports, args.out, true_masks=truth)
@@ -305,6 +308,7 @@ def cmd_g2d(args) -> int:
     print(f"checkpoint {checkpoint}: {result['n']} held-out SynthCXR images with lesions")
     print(f"  mean IoU, pseudo mask vs true lesions:            {result['pseudo_iou']:.4f}")
     print(f"  mean IoU, random mask of the same area (in body):  {result['random_iou']:.4f}")
+    print(f"  pseudo − random, per-image mean ± standard error:  {result['pseudo_iou'] - result['random_iou']:+.4f} ± {result['iou_gain_se']:.4f}")
     print(f"  mean IoU, the pseudo mask moved by a random shift: {result['shifted_iou']:.4f}")
     print(f"  mean IoU, another image's pseudo mask (shuffled):  {result['shuffled_iou']:.4f}")
     print(f"  attention lift (lesion / body mean attention):     {result['attention_lift']:.4f}  (1 = no preference)")

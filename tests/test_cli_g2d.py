@@ -26,11 +26,11 @@ def test_masks_and_figure(tmp_path):
     (checkpoint / "run.json").write_text(json.dumps({"engine": {"batch_size": 16}, "optimisation": {}}))
     env = {**os.environ, "G2D_BENCH_CACHE": str(tmp_path / "cache"), "G2D_BENCH_SYNTH_N": "200"}
 
-    def cli(*args):
+    def cli(*args, rc=0):
         result = subprocess.run([sys.executable, "-m", "g2d_bench.cli", "g2d", *args, "--checkpoint", str(checkpoint), "--no-progress"],
                                 capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600)
-        assert result.returncode == 0, result.stderr[-2000:]
-        return result.stdout
+        assert result.returncode == rc, result.stderr[-2000:]
+        return result.stdout if rc == 0 else result.stderr
 
     out = cli("masks", "--n", "20")
     values = [float(line.rsplit(" ", 1)[1]) for line in out.splitlines() if "mean IoU" in line]
@@ -38,6 +38,12 @@ def test_masks_and_figure(tmp_path):
     lifts = [float(line.split(":")[1].split()[0]) for line in out.splitlines() if "attention lift" in line]
     assert len(lifts) == 2 and all(v >= 0.0 for v in lifts)
     assert "steps 31-80: 2.773 (ln(batch 16) = 2.773; collapsed" in out
+    assert "pseudo − random, per-image mean ± standard error:" in out
+    # another SynthCXR copy by --data-root (here the embedded one, found in the cache): same numbers
+    copy = next((tmp_path / "cache" / "synthcxr").iterdir()) / "mimic-cxr"
+    assert cli("masks", "--n", "20", "--data-root", str(copy)) == out
+    err = cli("masks", "--data-root", str(tmp_path / "missing"), rc=2)
+    assert "_truth" in err and "missing" in err and len(err.strip().splitlines()) == 1
     cli("figure", "--n", "2", "--out", "fig.png")
     assert (tmp_path / "fig.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

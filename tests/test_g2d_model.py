@@ -66,6 +66,7 @@ def test_shapes_and_finite_values(model):
     assert all(v.dim() == 0 and torch.isfinite(v) for v in out.values())
     assert out["loss"].item() == pytest.approx(out["vla"].item() + out["pa"].item(), rel=1e-6)
     assert 0 < out["pseudo_mask_fraction"].item() < 0.5
+    assert 0.9 < out["attention_entropy"].item() <= 1.0  # random init: nearly uniform attention
     enc = model.encode_image(images)
     assert enc["attention"].shape == (4, 3, 2, 2) and enc["global"].shape == (4, 128)
     assert enc["dense"].shape == (4, 128, 2, 2)
@@ -332,3 +333,16 @@ def test_scratch_bert_mlm_pretraining_learns_the_corpus_deterministically():
     assert not torch.equal(a.lm_model.state_dict()[key], c.lm_model.state_dict()[key])
     with pytest.raises(G2DBenchError, match="scratch_mlm_steps"):
         tiny_cfg(scratch_mlm_steps=-1)
+
+
+def test_attention_entropy_is_1_for_uniform_and_0_for_one_pixel():
+    from g2d_bench.methods.g2d.model import attention_entropy
+
+    uniform = torch.full((2, 3, 2, 2), 0.2)  # the mean token's share does not matter: renormalised
+    assert attention_entropy(uniform).item() == pytest.approx(1.0)
+    peaked = torch.zeros(2, 3, 2, 2)
+    peaked[:, :, 0, 1] = 0.7
+    assert attention_entropy(peaked).item() == pytest.approx(0.0, abs=1e-6)
+    half = torch.zeros(1, 1, 2, 2)
+    half[0, 0, 0] = 0.5  # two of four pixels: ln 2 / ln 4
+    assert attention_entropy(half).item() == pytest.approx(0.5)

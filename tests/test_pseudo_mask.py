@@ -228,6 +228,8 @@ def test_pseudo_mask_overlap_beats_its_controls():
     # lesion attention 0.9 vs body mean (0.9 + 3 × 0.1) / 4 = 0.3 (no body mask in the stub): lift 3
     assert scores["attention_lift"] == pytest.approx(3.0, rel=1e-5)
     assert scores["shuffled_lift"] == pytest.approx(0.1 / 0.3, rel=1e-5)
+    # the per-image gain over the random mask is large against its standard error
+    assert 0 < scores["iou_gain_se"] < (scores["pseudo_iou"] - scores["random_iou"]) / 3
     truth[0] = 0  # images without a lesion are not scored
     assert pseudo_mask_overlap(model, images, truth)["n"] == 2
 

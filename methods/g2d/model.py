@@ -6,6 +6,7 @@ Attribute names follow the official checkpoint layout (``img_model``, ``proj_v``
 from __future__ import annotations
 
 import logging
+import math
 from typing import Sequence
 
 import torch
@@ -125,9 +126,22 @@ class G2D(nn.Module):
         active = step >= cfg.pa_start_step
         pa, diag = self.decoder_objective(images, image_out)
         loss = vla + pa if active else vla
-        out = {"loss": loss, "vla": vla.detach(), "pa": pa.detach(), "pa_active": vla.new_tensor(float(active))}
+        out = {"loss": loss, "vla": vla.detach(), "pa": pa.detach(), "pa_active": vla.new_tensor(float(active)),
+               "attention_entropy": attention_entropy(image_out["attention"])}
         out.update({k: v.detach() for k, v in diag.items()})
         return out
+
+
+def attention_entropy(attention: torch.Tensor) -> torch.Tensor:
+    """How spread the head-aggregated pixel attention is, a diagnostic for the pretraining log: the
+    entropy of its renormalised ``h×w`` weights over ``ln(h·w)``, averaged over the batch — 1 for
+    uniform attention, 0 for all weight on one pixel. ``attention``: B×heads×h×w."""
+    with torch.no_grad():
+        weights = attention.detach().float().mean(dim=1).flatten(1)
+        if weights.shape[1] < 2:
+            return weights.new_zeros(())
+        p = weights / weights.sum(dim=1, keepdim=True)
+        return (-(p * p.clamp_min(1e-12).log()).sum(dim=1) / math.log(p.shape[1])).mean()
 
 
 def build_g2d(cfg: G2DConfig, corpus: Sequence[str] | None = None) -> G2D:
