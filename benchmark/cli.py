@@ -311,6 +311,7 @@ def cmd_g2d(args) -> int:
     print(f"  pseudo − random, per-image mean ± standard error:  {result['pseudo_iou'] - result['random_iou']:+.4f} ± {result['iou_gain_se']:.4f}")
     print(f"  mean IoU, the pseudo mask moved by a random shift: {result['shifted_iou']:.4f}")
     print(f"  mean IoU, another image's pseudo mask (shuffled):  {result['shuffled_iou']:.4f}")
+    print(f"  pseudo − shuffled, per-image mean ± standard error: {result['pseudo_iou'] - result['shuffled_iou']:+.4f} ± {result['iou_gain_shuffled_se']:.4f}")
     print(f"  attention lift (lesion / body mean attention):     {result['attention_lift']:.4f}  (1 = no preference)")
     print(f"  attention lift, another image's attention:         {result['shuffled_lift']:.4f}")
     summary = contrastive_summary(Path(checkpoint))

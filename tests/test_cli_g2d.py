@@ -39,6 +39,7 @@ def test_masks_and_figure(tmp_path):
     assert len(lifts) == 2 and all(v >= 0.0 for v in lifts)
     assert "steps 31-80: 2.773 (ln(batch 16) = 2.773; collapsed" in out
     assert "pseudo − random, per-image mean ± standard error:" in out
+    assert "pseudo − shuffled, per-image mean ± standard error:" in out
     # another SynthCXR copy by --data-root (here the embedded one, found in the cache): same numbers
     copy = next((tmp_path / "cache" / "synthcxr").iterdir()) / "mimic-cxr"
     assert cli("masks", "--n", "20", "--data-root", str(copy)) == out

@@ -230,6 +230,7 @@ def test_pseudo_mask_overlap_beats_its_controls():
     assert scores["shuffled_lift"] == pytest.approx(0.1 / 0.3, rel=1e-5)
     # the per-image gain over the random mask is large against its standard error
     assert 0 < scores["iou_gain_se"] < (scores["pseudo_iou"] - scores["random_iou"]) / 3
+    assert scores["iou_gain_shuffled_se"] == 0.0  # every image: pseudo 0.5625, shuffled 0
     truth[0] = 0  # images without a lesion are not scored
     assert pseudo_mask_overlap(model, images, truth)["n"] == 2
 

@@ -64,8 +64,10 @@ def pseudo_mask_overlap(model: "G2D", images: "torch.Tensor", true_masks, seed: 
     another image's attention map, averaged over images.
 
     Returns ``{"n", "pseudo_iou", "random_iou", "shifted_iou", "shuffled_iou", "attention_lift",
-    "shuffled_lift", "iou_gain_se"}`` (NaN where nothing is scored), the last the standard error of
-    the per-image difference pseudo − random IoU. Only images with a lesion are scored.
+    "shuffled_lift", "iou_gain_se", "iou_gain_shuffled_se"}`` (NaN where nothing is scored), the last
+    two the standard errors of the per-image differences pseudo − random and pseudo − shuffled IoU:
+    beating the random mask can come from where lesions usually are (a mask fixed in the lungs does),
+    beating the shuffled mask needs the image. Only images with a lesion are scored.
     """
     import torch
 
@@ -100,10 +102,12 @@ def pseudo_mask_overlap(model: "G2D", images: "torch.Tensor", true_masks, seed: 
             scores["shuffled_iou"].append(_iou(pseudo[other[i]], truth[i]))
             if lesion.any():
                 scores["shuffled_lift"].append(lift(attention[other[i]], lesion, in_body))
-    gain = np.subtract(scores["pseudo_iou"], scores["random_iou"])
-    se = float(gain.std(ddof=1) / np.sqrt(gain.size)) if gain.size > 1 else float("nan")
+    def se(control: str) -> float:  # standard error of the per-image difference pseudo − control
+        gain = np.subtract(scores["pseudo_iou"], scores[control]) if scores[control] else np.array([])
+        return float(gain.std(ddof=1) / np.sqrt(gain.size)) if gain.size > 1 else float("nan")
+
     return {"n": int(len(keep)), **{k: float(np.mean(v)) if v else float("nan") for k, v in scores.items()},
-            "iou_gain_se": se}
+            "iou_gain_se": se("random_iou"), "iou_gain_shuffled_se": se("shuffled_iou")}
 
 
 def plot_pseudo_masks(model: "G2D", images: "torch.Tensor", reports: Sequence[str],
