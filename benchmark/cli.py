@@ -291,20 +291,21 @@ def cmd_g2d(args) -> int:
 
     from g2d_bench.data import ensure_synthcxr
     from g2d_bench.methods.g2d.default import quick_checkpoint
-    from g2d_bench.methods.g2d.figure import plot_pseudo_masks, pseudo_mask_overlap
-    from g2d_bench.methods.g2d.inspect_masks import load_model, truth_pairs
+    from g2d_bench.methods.g2d.figure import coverage_by_finding, plot_pseudo_masks, pseudo_mask_overlap
+    from g2d_bench.methods.g2d.inspect_masks import finding_masks, load_model, truth_pairs
     from g2d_bench.pretrain import contrastive_summary
 
     checkpoint = args.checkpoint or quick_checkpoint(progress=not args.no_progress)
     model = load_model(checkpoint)
     root = args.data_root or ensure_synthcxr("mimic-cxr", progress=not args.no_progress)
-    images, truth, reports = truth_pairs(root, model.cfg.image_size, args.n, args.seed)
+    images, truth, reports, keys = truth_pairs(root, model.cfg.image_size, args.n, args.seed)
     if args.g2d_command == "figure":
         path = plot_pseudo_masks(model, images, reports, args.out, true_masks=truth)
         print(f"wrote {path} ({len(reports)} held-out SynthCXR images, checkpoint {checkpoint})")
         return 0
     with torch.no_grad():
         result = pseudo_mask_overlap(model, images, truth, seed=args.seed)
+        coverage = coverage_by_finding(model, images, finding_masks(root, keys, model.cfg.image_size), seed=args.seed)
     print(f"checkpoint {checkpoint}: {result['n']} held-out SynthCXR images with lesions")
     print(f"  mean IoU, pseudo mask vs true lesions:            {result['pseudo_iou']:.4f}")
     print(f"  mean IoU, random mask of the same area (in body):  {result['random_iou']:.4f}")
@@ -314,6 +315,9 @@ def cmd_g2d(args) -> int:
     print(f"  pseudo − shuffled, per-image mean ± standard error: {result['pseudo_iou'] - result['shuffled_iou']:+.4f} ± {result['iou_gain_shuffled_se']:.4f}")
     print(f"  attention lift (lesion / body mean attention):     {result['attention_lift']:.4f}  (1 = no preference)")
     print(f"  attention lift, another image's attention:         {result['shuffled_lift']:.4f}")
+    print("  share of each finding's mask inside: its image's pseudo mask / another image's / chance (mask share of body)")
+    for name, row in coverage.items():
+        print(f"    {name:28s} n={row['n']:<4d} {row['covered']:.3f} / {row['shuffled']:.3f} / {row['chance']:.3f}")
     summary = contrastive_summary(Path(checkpoint))
     if summary:
         print(f"  {summary}")

@@ -40,6 +40,9 @@ def test_masks_and_figure(tmp_path):
     assert "steps 31-80: 2.773 (ln(batch 16) = 2.773; collapsed" in out
     assert "pseudo − random, per-image mean ± standard error:" in out
     assert "pseudo − shuffled, per-image mean ± standard error:" in out
+    table = out.split("share of each finding's mask inside:", 1)[1].splitlines()[1:]
+    rows = [line.split() for line in table if " n=" in line]
+    assert rows and all(0.0 <= float(v) <= 1.0 for r in rows for v in (r[2], r[4], r[6]))
     # another SynthCXR copy by --data-root (here the embedded one, found in the cache): same numbers
     copy = next((tmp_path / "cache" / "synthcxr").iterdir()) / "mimic-cxr"
     assert cli("masks", "--n", "20", "--data-root", str(copy)) == out

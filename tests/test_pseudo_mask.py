@@ -235,6 +235,21 @@ def test_pseudo_mask_overlap_beats_its_controls():
     assert pseudo_mask_overlap(model, images, truth)["n"] == 2
 
 
+def test_coverage_by_finding_separates_own_image_from_another_and_chance():
+    from g2d_bench.methods.g2d.figure import coverage_by_finding
+
+    model, images, truth = _stub_batch()
+    findings = [(0, "nodule", truth[0, 0].bool()), (1, "nodule", truth[1, 0].bool()), (2, "mass", truth[2, 0].bool())]
+    out = coverage_by_finding(model, images, findings)
+    assert list(out) == ["mass", "nodule"] and out["nodule"]["n"] == 2 and out["mass"]["n"] == 1
+    for row in out.values():
+        assert row["covered"] == 1.0  # each lesion lies inside its image's attended block
+        assert row["shuffled"] == 0.0  # another image's block is another quadrant
+        assert row["chance"] == pytest.approx(0.25)  # one block of four (no body mask in the stub)
+    with pytest.raises(G2DBenchError, match="does not match"):
+        coverage_by_finding(model, images, [(0, "nodule", truth[0, 0, :32].bool())])
+
+
 def test_plot_pseudo_masks_writes_a_png(tmp_path):
     from PIL import Image
 

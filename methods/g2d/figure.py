@@ -110,6 +110,36 @@ def pseudo_mask_overlap(model: "G2D", images: "torch.Tensor", true_masks, seed: 
             "iou_gain_se": se("random_iou"), "iou_gain_shuffled_se": se("shuffled_iou")}
 
 
+def coverage_by_finding(model: "G2D", images: "torch.Tensor", findings, seed: int = 0) -> dict[str, dict]:
+    """Which findings the pseudo masks find. ``findings``: ``(image index, finding, H×W bool mask)``
+    triples (:func:`~g2d_bench.methods.g2d.inspect_masks.finding_masks`). Per finding, over its
+    masks: ``covered``, the mean share of the finding's mask inside its own image's pseudo mask;
+    ``shuffled``, inside another image's pseudo mask (the derangement of
+    :func:`pseudo_mask_overlap` for the same seed); ``chance``, the pseudo mask's share of the body
+    (a mask placed at random covers that share on average); and ``n``. ``covered`` above
+    ``shuffled`` is localisation in this image; ``shuffled`` above ``chance`` is where the finding
+    usually is. Returns ``{finding: {"n", "covered", "shuffled", "chance"}}``, sorted by name."""
+    import torch
+
+    from g2d_bench.methods.g2d.pseudo_mask import derangement
+
+    masks = compute_pseudo_masks(model, images)
+    pseudo = (masks.target > 0.5).any(dim=1).cpu().numpy()
+    body = masks.body[:, 0].cpu().numpy() if masks.body is not None else np.ones_like(pseudo)
+    other = derangement(len(pseudo), torch.Generator().manual_seed(seed)).numpy() if len(pseudo) > 1 else None
+    rows: dict[str, list[tuple[float, float, float]]] = {}
+    for i, finding, mask in findings:
+        mask = _as_masks(mask[None], 1)[0]
+        if mask.shape != pseudo.shape[1:]:
+            raise G2DBenchError(f"finding mask {mask.shape} does not match the images {pseudo.shape[1:]}")
+        area = mask.sum()
+        shuffled = (pseudo[other[i]] & mask).sum() / area if other is not None else float("nan")
+        chance = pseudo[i][body[i]].mean() if body[i].any() else float("nan")
+        rows.setdefault(finding, []).append(((pseudo[i] & mask).sum() / area, shuffled, chance))
+    return {name: {"n": len(v), **dict(zip(("covered", "shuffled", "chance"), map(float, np.mean(v, axis=0))))}
+            for name, v in sorted(rows.items())}
+
+
 def plot_pseudo_masks(model: "G2D", images: "torch.Tensor", reports: Sequence[str],
                       out_png: str | os.PathLike, true_masks=None) -> Path:
     """One row per image: the image with the aggregated attention map, the pseudo mask (true lesion
