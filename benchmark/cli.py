@@ -291,7 +291,7 @@ def cmd_g2d(args) -> int:
 
     from g2d_bench.data import ensure_synthcxr
     from g2d_bench.methods.g2d.default import quick_checkpoint
-    from g2d_bench.methods.g2d.figure import coverage_by_finding, plot_pseudo_masks, pseudo_mask_overlap
+    from g2d_bench.methods.g2d.figure import compute_pseudo_masks, coverage_by_finding, plot_pseudo_masks, pseudo_mask_overlap
     from g2d_bench.methods.g2d.inspect_masks import finding_masks, load_model, truth_pairs
     from g2d_bench.pretrain import contrastive_summary
 
@@ -304,8 +304,9 @@ def cmd_g2d(args) -> int:
         print(f"wrote {path} ({len(reports)} held-out SynthCXR images, checkpoint {checkpoint})")
         return 0
     with torch.no_grad():
-        result = pseudo_mask_overlap(model, images, truth, seed=args.seed)
-        coverage = coverage_by_finding(model, images, finding_masks(root, keys, model.cfg.image_size), seed=args.seed)
+        masks = compute_pseudo_masks(model, images)
+        result = pseudo_mask_overlap(model, images, truth, seed=args.seed, masks=masks)
+        coverage = coverage_by_finding(model, images, finding_masks(root, keys, model.cfg.image_size), seed=args.seed, masks=masks)
     print(f"checkpoint {checkpoint}: {result['n']} held-out SynthCXR images with lesions")
     print(f"  mean IoU, pseudo mask vs true lesions:            {result['pseudo_iou']:.4f}")
     print(f"  mean IoU, random mask of the same area (in body):  {result['random_iou']:.4f}")

@@ -64,12 +64,17 @@ def main() -> None:
     from g2d_bench.methods.g2d.config import training_profile
     from g2d_bench.methods.g2d.inspect_masks import load_model
 
+    by_size = {}  # cache size → (images, targets), read once per size
     for checkpoint in args.checkpoints:
         model = load_model(checkpoint)
         # the images as the engine cached them for this model (e.g. 110 px for a 96 px crop)
-        images, targets = pretraining_images_and_targets(training_profile(model.cfg)["cache_size"])
-        if checkpoint == args.checkpoints[0]:
-            print(f"{len(images)} pretraining images; positives: " + ", ".join(f"{k} {int(v.sum())}" for k, v in targets.items()))
+        size = training_profile(model.cfg)["cache_size"]
+        if size not in by_size:
+            by_size[size] = pretraining_images_and_targets(size)
+            if len(by_size) == 1:
+                images, targets = by_size[size]
+                print(f"{len(images)} pretraining images; positives: " + ", ".join(f"{k} {int(v.sum())}" for k, v in targets.items()))
+        images, targets = by_size[size]
         feats = embeddings(model, images)
         aucs = {}
         for name, y in targets.items():

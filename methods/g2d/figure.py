@@ -54,7 +54,22 @@ def _iou(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.logical_and(a, b).sum() / union) if union else 1.0
 
 
-def pseudo_mask_overlap(model: "G2D", images: "torch.Tensor", true_masks, seed: int = 0) -> dict:
+def _scored(model: "G2D", images: "torch.Tensor", masks: "PseudoMasks | None", seed: int):
+    """(masks, binary pseudo masks B×H×W, body B×H×W, the shuffle derangement or None): what both
+    scores below read; ``masks`` computed here when not given."""
+    import torch
+
+    from g2d_bench.methods.g2d.pseudo_mask import derangement
+
+    masks = compute_pseudo_masks(model, images) if masks is None else masks
+    pseudo = (masks.target > 0.5).any(dim=1).cpu().numpy()
+    body = masks.body[:, 0].cpu().numpy() if masks.body is not None else np.ones_like(pseudo)
+    other = derangement(len(pseudo), torch.Generator().manual_seed(seed)).numpy() if len(pseudo) > 1 else None
+    return masks, pseudo, body, other
+
+
+def pseudo_mask_overlap(model: "G2D", images: "torch.Tensor", true_masks, seed: int = 0,
+                        masks: "PseudoMasks | None" = None) -> dict:
     """Mean IoU of pseudo masks vs true lesion masks, and of three controls: a random mask of the
     same area (pixels drawn uniformly inside the body mask), the same pseudo mask moved by a random
     cyclic shift (same shape and area, another place), and another image's pseudo mask (A.6).
@@ -67,19 +82,13 @@ def pseudo_mask_overlap(model: "G2D", images: "torch.Tensor", true_masks, seed: 
     "shuffled_lift", "iou_gain_se", "iou_gain_shuffled_se"}`` (NaN where nothing is scored), the last
     two the standard errors of the per-image differences pseudo − random and pseudo − shuffled IoU:
     beating the random mask can come from where lesions usually are (a mask fixed in the lungs does),
-    beating the shuffled mask needs the image. Only images with a lesion are scored.
+    beating the shuffled mask needs the image. Only images with a lesion are scored. ``masks``:
+    the model's :func:`compute_pseudo_masks` for ``images`` when already computed.
     """
-    import torch
-
-    from g2d_bench.methods.g2d.pseudo_mask import derangement
-
-    masks = compute_pseudo_masks(model, images)
-    pseudo = (masks.target > 0.5).any(dim=1).cpu().numpy()
-    body = masks.body[:, 0].cpu().numpy() if masks.body is not None else np.ones_like(pseudo)
+    masks, pseudo, body, other = _scored(model, images, masks, seed)
     truth = _as_masks(true_masks, pseudo.shape[0])
     keep = np.flatnonzero(truth.reshape(len(truth), -1).any(1))
     rng = np.random.default_rng(seed)
-    other = derangement(len(pseudo), torch.Generator().manual_seed(seed)).numpy() if len(pseudo) > 1 else None
     attention = masks.attention.mean(dim=1).cpu().numpy()  # aggregated over heads, at image size
     scores = {"pseudo_iou": [], "random_iou": [], "shifted_iou": [], "shuffled_iou": [], "attention_lift": [], "shuffled_lift": []}
 
@@ -110,7 +119,8 @@ def pseudo_mask_overlap(model: "G2D", images: "torch.Tensor", true_masks, seed: 
             "iou_gain_se": se("random_iou"), "iou_gain_shuffled_se": se("shuffled_iou")}
 
 
-def coverage_by_finding(model: "G2D", images: "torch.Tensor", findings, seed: int = 0) -> dict[str, dict]:
+def coverage_by_finding(model: "G2D", images: "torch.Tensor", findings, seed: int = 0,
+                        masks: "PseudoMasks | None" = None) -> dict[str, dict]:
     """Which findings the pseudo masks find. ``findings``: ``(image index, finding, H×W bool mask)``
     triples (:func:`~g2d_bench.methods.g2d.inspect_masks.finding_masks`). Per finding, over its
     masks: ``covered``, the mean share of the finding's mask inside its own image's pseudo mask;
@@ -118,15 +128,9 @@ def coverage_by_finding(model: "G2D", images: "torch.Tensor", findings, seed: in
     :func:`pseudo_mask_overlap` for the same seed); ``chance``, the pseudo mask's share of the body
     (a mask placed at random covers that share on average); and ``n``. ``covered`` above
     ``shuffled`` is localisation in this image; ``shuffled`` above ``chance`` is where the finding
-    usually is. Returns ``{finding: {"n", "covered", "shuffled", "chance"}}``, sorted by name."""
-    import torch
-
-    from g2d_bench.methods.g2d.pseudo_mask import derangement
-
-    masks = compute_pseudo_masks(model, images)
-    pseudo = (masks.target > 0.5).any(dim=1).cpu().numpy()
-    body = masks.body[:, 0].cpu().numpy() if masks.body is not None else np.ones_like(pseudo)
-    other = derangement(len(pseudo), torch.Generator().manual_seed(seed)).numpy() if len(pseudo) > 1 else None
+    usually is. Returns ``{finding: {"n", "covered", "shuffled", "chance"}}``, sorted by name.
+    ``masks``: as in :func:`pseudo_mask_overlap`."""
+    _, pseudo, body, other = _scored(model, images, masks, seed)
     rows: dict[str, list[tuple[float, float, float]]] = {}
     for i, finding, mask in findings:
         mask = _as_masks(mask[None], 1)[0]

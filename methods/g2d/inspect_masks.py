@@ -5,7 +5,7 @@ paper's Fig. 4. Used by ``g2d-bench g2d masks`` and ``g2d-bench g2d figure``.
 Images are SynthCXR's MIMIC-format copy, held-out ``validate`` and ``test`` splits (pretraining reads
 only ``train``), frontal views with at least one drawn lesion; the truth is the ``_truth/`` sidecar's
 union mask. (Before 2026-12-02 only ``test`` was used: 48 images on the default copy, too few to
-tell a 0.005 IoU difference; with both, about 100.)
+tell a 0.005 IoU difference; with both, 117.)
 """
 from __future__ import annotations
 
@@ -18,6 +18,16 @@ from g2d_bench.errors import G2DBenchError
 
 #: the MIMIC official splits pretraining never reads (benchmark/pretrain.py ``load_pairs``: train only)
 HELD_OUT = ("validate", "test")
+
+
+def _read_mask(path: Path, size: int) -> np.ndarray:
+    """A ``_truth/`` 0/255 mask PNG → ``size×size`` bool (area-resized, at least half covered)."""
+    import cv2
+
+    mask = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+    if mask is None:
+        raise G2DBenchError(f"{path} is missing or not an image; regenerate SynthCXR")
+    return cv2.resize(mask, (size, size), interpolation=cv2.INTER_AREA) >= 128
 
 
 def truth_pairs(root: Path, size: int, n: int, seed: int = 0):
@@ -34,7 +44,7 @@ def truth_pairs(root: Path, size: int, n: int, seed: int = 0):
     if not truth.exists():
         raise G2DBenchError(f"{truth} not found: pseudo-mask evaluation needs SynthCXR's MIMIC copy (its _truth/ sidecar)")
     table = pd.read_csv(truth, dtype=str, keep_default_na=False)
-    table = table[(table["split"].isin(HELD_OUT)) & table["view"].isin(["PA", "AP"]) & (table["findings"] != "")]
+    table = table[table["split"].isin(HELD_OUT) & table["view"].isin(["PA", "AP"]) & (table["findings"] != "")]
     reports = {s.sample_id: s.report for s in MimicCXR(root).samples()}
     table = table[table["key"].isin(reports)]
     if table.empty:
@@ -43,9 +53,8 @@ def truth_pairs(root: Path, size: int, n: int, seed: int = 0):
     images, masks = [], []
     for row in table.itertuples():
         image = read_image(Path(root) / row.image)
-        mask = cv2.imread(str(Path(root) / "_truth" / row.mask), cv2.IMREAD_GRAYSCALE)
         images.append(cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA))
-        masks.append(cv2.resize(mask, (size, size), interpolation=cv2.INTER_AREA) >= 128)
+        masks.append(_read_mask(Path(root) / "_truth" / row.mask, size))
     x = torch.from_numpy(np.stack(images)).float().div(255).unsqueeze(1)
     return x, np.stack(masks), [reports[k] for k in table["key"]], list(table["key"])
 
@@ -55,7 +64,6 @@ def finding_masks(root: Path, keys, size: int) -> list[tuple[int, str, np.ndarra
     images, from the ``_truth/findings.csv`` per-finding masks (cardiomegaly: the heart silhouette,
     which the union mask leaves out; docs/synthcxr.md). Findings whose mask vanishes at ``size``
     are skipped."""
-    import cv2
     import pandas as pd
 
     path = Path(root) / "_truth" / "findings.csv"
@@ -65,10 +73,7 @@ def finding_masks(root: Path, keys, size: int) -> list[tuple[int, str, np.ndarra
     index = {key: i for i, key in enumerate(keys)}
     out = []
     for row in table[table["key"].isin(index) & (table["drawn"] == "1") & (table["mask"] != "")].itertuples():
-        mask = cv2.imread(str(Path(root) / "_truth" / row.mask), cv2.IMREAD_GRAYSCALE)
-        if mask is None:
-            raise G2DBenchError(f"{Path(root) / '_truth' / row.mask} is missing or not an image; regenerate SynthCXR")
-        mask = cv2.resize(mask, (size, size), interpolation=cv2.INTER_AREA) >= 128
+        mask = _read_mask(Path(root) / "_truth" / row.mask, size)
         if mask.any():
             out.append((index[row.key], row.finding, mask))
     return out
