@@ -291,7 +291,7 @@ def cmd_g2d(args) -> int:
 
     from g2d_bench.data import ensure_synthcxr
     from g2d_bench.methods.g2d.default import quick_checkpoint
-    from g2d_bench.methods.g2d.figure import compute_pseudo_masks, coverage_by_finding, plot_pseudo_masks, pseudo_mask_overlap
+    from g2d_bench.methods.g2d.figure import compute_pseudo_masks, coverage_by_finding, placement, plot_pseudo_masks, pseudo_mask_overlap
     from g2d_bench.methods.g2d.inspect_masks import finding_masks, load_model, truth_pairs
     from g2d_bench.pretrain import contrastive_summary
 
@@ -307,6 +307,7 @@ def cmd_g2d(args) -> int:
         masks = compute_pseudo_masks(model, images)
         result = pseudo_mask_overlap(model, images, truth, seed=args.seed, masks=masks)
         coverage = coverage_by_finding(model, images, finding_masks(root, keys, model.cfg.image_size), seed=args.seed, masks=masks)
+        where = placement(model, images, truth, masks=masks)
     print(f"checkpoint {checkpoint}: {result['n']} held-out SynthCXR images with lesions")
     print(f"  mean IoU, pseudo mask vs true lesions:            {result['pseudo_iou']:.4f}")
     print(f"  mean IoU, random mask of the same area (in body):  {result['random_iou']:.4f}")
@@ -319,6 +320,9 @@ def cmd_g2d(args) -> int:
     print("  share of each finding's mask inside: its image's pseudo mask / another image's / chance (mask share of body)")
     for name, row in coverage.items():
         print(f"    {name:28s} n={row['n']:<4d} {row['covered']:.3f} / {row['shuffled']:.3f} / {row['chance']:.3f}")
+    print("  share of each region inside the pseudo mask | inside the true lesion mask (4×4 regions, image top first)")
+    for pseudo_row, lesion_row in zip(where["pseudo"], where["lesion"]):
+        print("    " + " ".join(f"{v:.2f}" for v in pseudo_row) + "  |  " + " ".join(f"{v:.2f}" for v in lesion_row))
     summary = contrastive_summary(Path(checkpoint))
     if summary:
         print(f"  {summary}")

@@ -43,6 +43,9 @@ def test_masks_and_figure(tmp_path):
     table = out.split("share of each finding's mask inside:", 1)[1].splitlines()[1:]
     rows = [line.split() for line in table if " n=" in line]
     assert rows and all(0.0 <= float(v) <= 1.0 for r in rows for v in (r[2], r[4], r[6]))
+    regions = out.split("share of each region inside the pseudo mask", 1)[1].splitlines()[1:5]
+    cells = [[float(v) for v in line.replace("|", " ").split()] for line in regions]
+    assert len(cells) == 4 and all(len(r) == 8 and all(0.0 <= v <= 1.0 for v in r) for r in cells)
     # another SynthCXR copy by --data-root (here the embedded one, found in the cache): same numbers
     copy = next((tmp_path / "cache" / "synthcxr").iterdir()) / "mimic-cxr"
     assert cli("masks", "--n", "20", "--data-root", str(copy)) == out

@@ -250,6 +250,18 @@ def test_coverage_by_finding_separates_own_image_from_another_and_chance():
         coverage_by_finding(model, images, [(0, "nodule", truth[0, 0, :32].bool())])
 
 
+def test_placement_maps_where_pseudo_masks_and_lesions_fall():
+    from g2d_bench.methods.g2d.figure import placement
+
+    model, images, truth = _stub_batch()  # pseudo masks: quadrants (0,0), (0,1), (1,1), one per image
+    out = placement(model, images, truth, grid=2)
+    np.testing.assert_allclose(out["pseudo"], [[1 / 3, 1 / 3], [0.0, 1 / 3]], atol=1e-6)
+    lesion = 24 * 24 / (32 * 32) / 3  # a 24-px lesion in one 32-px quadrant of each of 3 images
+    np.testing.assert_allclose(out["lesion"], [[lesion, lesion], [0.0, lesion]], atol=1e-6)
+    truth[0] = 0  # only images with a lesion count
+    np.testing.assert_allclose(placement(model, images, truth, grid=2)["pseudo"], [[0.0, 0.5], [0.0, 0.5]], atol=1e-6)
+
+
 def test_plot_pseudo_masks_writes_a_png(tmp_path):
     from PIL import Image
 

@@ -144,6 +144,27 @@ def coverage_by_finding(model: "G2D", images: "torch.Tensor", findings, seed: in
             for name, v in sorted(rows.items())}
 
 
+def placement(model: "G2D", images: "torch.Tensor", true_masks, grid: int = 4,
+              masks: "PseudoMasks | None" = None) -> dict[str, np.ndarray]:
+    """Where pseudo masks fall and where the lesions are, over the images that have a lesion:
+    ``{"pseudo", "lesion"}``, each ``grid×grid``, the mean share of each region's pixels inside the
+    pseudo mask / the true mask (image rows top to bottom). A location prior shows as a pseudo map
+    that is the same from image to image; when it lies away from the lesion map, even another
+    image's pseudo mask (the shuffled control) scores below a random mask."""
+    import torch
+    import torch.nn.functional as F
+
+    _, pseudo, _, _ = _scored(model, images, masks, seed=0)
+    truth = _as_masks(true_masks, pseudo.shape[0])
+    keep = truth.reshape(len(truth), -1).any(1)
+
+    def pooled(arr: np.ndarray) -> np.ndarray:
+        x = torch.from_numpy(arr[keep]).float()[:, None]
+        return F.adaptive_avg_pool2d(x, grid)[:, 0].mean(0).numpy() if len(x) else np.full((grid, grid), np.nan)
+
+    return {"pseudo": pooled(pseudo), "lesion": pooled(truth)}
+
+
 def plot_pseudo_masks(model: "G2D", images: "torch.Tensor", reports: Sequence[str],
                       out_png: str | os.PathLike, true_masks=None) -> Path:
     """One row per image: the image with the aggregated attention map, the pseudo mask (true lesion
