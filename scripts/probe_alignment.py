@@ -71,10 +71,9 @@ def main() -> None:
         size = training_profile(model.cfg)["cache_size"]
         if size not in by_size:
             by_size[size] = pretraining_images_and_targets(size)
-            if len(by_size) == 1:
-                images, targets = by_size[size]
-                print(f"{len(images)} pretraining images; positives: " + ", ".join(f"{k} {int(v.sum())}" for k, v in targets.items()))
         images, targets = by_size[size]
+        if checkpoint == args.checkpoints[0]:
+            print(f"{len(images)} pretraining images; positives: " + ", ".join(f"{k} {int(v.sum())}" for k, v in targets.items()))
         feats = embeddings(model, images)
         aucs = {}
         for name, y in targets.items():

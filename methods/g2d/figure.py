@@ -148,8 +148,8 @@ def placement(model: "G2D", images: "torch.Tensor", true_masks, grid: int = 4,
               masks: "PseudoMasks | None" = None) -> dict[str, np.ndarray]:
     """Where pseudo masks fall and where the lesions are, over the images that have a lesion:
     ``{"pseudo", "lesion"}``, each ``grid×grid``, the mean share of each region's pixels inside the
-    pseudo mask / the true mask (image rows top to bottom). A location prior shows as a pseudo map
-    that is the same from image to image; when it lies away from the lesion map, even another
+    pseudo mask / the true mask (image rows top to bottom). A location prior shows as pseudo-mask
+    shares concentrated in a few regions; when those lie away from the lesion map, even another
     image's pseudo mask (the shuffled control) scores below a random mask."""
     import torch
     import torch.nn.functional as F
