@@ -77,7 +77,11 @@ def test_quick_g2d_is_pretrained_once_and_reused(tmp_path, monkeypatch):
     assert (folder / "weights.safetensors").exists() and (folder / "last.pt").exists()
     # a different budget is a different model, in its own folder
     monkeypatch.setitem(default.QUICK, "max_steps", 3)
-    assert default.quick_checkpoint(home=tmp_path) != folder and calls == [1, 1]
+    other = default.quick_checkpoint(home=tmp_path)
+    assert other != folder and calls == [1, 1]
+    # so is the same budget after a code change that the version marks
+    monkeypatch.setattr(default, "QUICK_VERSION", default.QUICK_VERSION + 1)
+    assert default.quick_checkpoint(home=tmp_path) not in (folder, other) and calls == [1, 1, 1]
 
 
 def test_pretrain_command_writes_a_checkpoint_that_runs_as_a_method(tmp_path):

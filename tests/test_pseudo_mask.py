@@ -86,6 +86,41 @@ def test_body_mask_removes_background_and_keeps_lungs():
     assert mask[64, 46] and mask[64, 82]  # lung centres: holes inside the body outline are filled
 
 
+def test_body_mask_keeps_a_lung_that_reaches_the_image_edge():
+    # the left lung opens to the image edge through a lung-dense band (as under an arm): a two-class
+    # Otsu threshold (lung | tissue) would leave it outside the body outline; three classes keep it
+    image, truth = _body_image()
+    img = image[0, 0].numpy().copy()
+    img[60:68, :47] = 0.35
+    mask = body_mask(img)
+    assert mask[64, 46] and mask[64, 82]  # both lung centres
+    assert not mask[:20, :20].any() and not mask[-10:, -10:].any()  # air in the corners
+    _, two_class = cv2.threshold(cv2.GaussianBlur(np.uint8(img * 255 + 0.5), (5, 5), 0), 0, 1,
+                                 cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    assert not two_class[64, 46]  # the failure the three classes avoid: the lung is below Otsu's level
+
+
+def test_body_mask_on_synthcxr_keeps_the_lesions_and_drops_the_air(tmp_path):
+    import pandas as pd
+
+    from g2d_bench.datasets.imageio import read_image
+    from g2d_bench.datasets.synthcxr import generate
+
+    root = generate(tmp_path, ["mimic-cxr"], n=200, size=96, seed=0)["mimic-cxr"]
+    table = pd.read_csv(root / "_truth" / "images.csv", dtype=str, keep_default_na=False)
+    table = table[table["view"].isin(["PA", "AP"]) & (table["mask"] != "")]
+    assert len(table) > 100
+    kept = total = 0
+    fractions = []
+    for row in table.itertuples():
+        body = body_mask(read_image(root / row.image) / 255.0)
+        lesion = cv2.imread(str(root / "_truth" / row.mask), cv2.IMREAD_GRAYSCALE) >= 128
+        kept, total = kept + (lesion & body).sum(), total + lesion.sum()
+        fractions.append(body.mean())
+    assert kept / total > 0.99  # the two-class Otsu body mask kept 0.896 of the lesion pixels here
+    assert 0.7 < np.mean(fractions) < 0.95  # the air around the body is left out (0.86 measured)
+
+
 def test_body_mask_zeroes_background_attention():
     image, truth = _body_image()
     attn = torch.full((1, 1, 4, 4), 0.01)

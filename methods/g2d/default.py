@@ -22,6 +22,9 @@ log = logging.getLogger(__name__)
 #: 200 steps = 6,400 image-steps (~17 img/s on 2 idle cores: ~6 min). SYNTHCXR.md calls ~13k
 #: image-steps a smoke test; this is a quick model for the first run, not a converged one.
 QUICK = {"profile": "paper", "scale": "cpu", "overrides": {}, "batch_size": 32, "max_steps": 200}
+#: part of the cache key: bumped when pretraining code that no setting names changes what the quick
+#: model learns (2: the three-class Otsu body mask of the pseudo masks, 2026-12-02)
+QUICK_VERSION = 2
 
 
 def quick_checkpoint(progress: bool = False, home: Path | None = None) -> Path:
@@ -33,7 +36,7 @@ def quick_checkpoint(progress: bool = False, home: Path | None = None) -> Path:
     home = home or cache_home()
     # the resolved settings are part of the key: a changed default never reuses an old model
     settings = RECIPE.make_config(QUICK["profile"], QUICK["scale"], QUICK["overrides"]).to_dict()
-    key = sha256_json({**QUICK, "settings": settings, "synth": str(synth_root(home).name)})[:12]
+    key = sha256_json({**QUICK, "settings": settings, "synth": str(synth_root(home).name), "version": QUICK_VERSION})[:12]
     folder = home / "pretrained" / f"g2d-quick-{key}"
     done = folder / "config.json"
     if done.exists() and json.loads(done.read_text()).get("step") == QUICK["max_steps"]:

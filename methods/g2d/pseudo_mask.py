@@ -6,10 +6,13 @@ Eq. 3) → bilateral filter to smooth the block edges → target (binary re-thre
 Every step is a :class:`~g2d_bench.methods.g2d.config.PseudoMaskConfig` setting (Table 5, A.6).
 
 Body mask (§3.2 "histogram-based thresholding", not specified further; ours): the image as 8-bit,
-a 5×5 Gaussian blur, Otsu's threshold on its histogram, the largest connected component (outer
-contour) with its holes filled (lungs darker than the Otsu level lie inside the body outline).
-If that leaves less than ``body_min_fraction`` of the image, the body mask is taken as the whole
-image (a failed segmentation must not erase the pseudo mask).
+a 5×5 Gaussian blur, the lower of two three-class Otsu thresholds (scikit-image
+``threshold_multiotsu``: air outside the body < aerated lung < soft tissue and bone), the largest
+connected component (outer contour) with its holes filled. A two-class Otsu threshold would fall
+between lung and soft tissue and cut the lungs out wherever they reach the image edge or the gap
+under an arm (it did on a fifth of SynthCXR's images; docs/g2d.md). If the mask leaves less than
+``body_min_fraction`` of the image, it is taken as the whole image (a failed segmentation must not
+erase the pseudo mask).
 """
 from __future__ import annotations
 
@@ -33,12 +36,16 @@ class PseudoMasks:
 
 
 def body_mask(image: np.ndarray, min_fraction: float = 0.05) -> np.ndarray:
-    """``image``: H×W float in [0, 1] → H×W bool body mask (Otsu + largest component + holes filled)."""
+    """``image``: H×W float in [0, 1] → H×W bool body mask (above the lower three-class Otsu
+    threshold, largest component, holes filled)."""
     import cv2
+    from skimage.filters import threshold_multiotsu
 
     u8 = np.clip(image * 255.0 + 0.5, 0, 255).astype(np.uint8)
     blurred = cv2.GaussianBlur(u8, (5, 5), 0)
-    _, fg = cv2.threshold(blurred, 0, 1, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    if np.unique(blurred).size < 3:  # three classes need three grey levels
+        return np.ones(image.shape, dtype=bool)
+    fg = (blurred > threshold_multiotsu(blurred, classes=3)[0]).astype(np.uint8)
     contours, _ = cv2.findContours(fg, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
     out = np.zeros_like(fg)
     if contours:
