@@ -317,9 +317,11 @@ def cmd_g2d(args) -> int:
     print(f"  pseudo − shuffled, per-image mean ± standard error: {result['pseudo_iou'] - result['shuffled_iou']:+.4f} ± {result['iou_gain_shuffled_se']:.4f}")
     print(f"  attention lift (lesion / body mean attention):     {result['attention_lift']:.4f}  (1 = no preference)")
     print(f"  attention lift, another image's attention:         {result['shuffled_lift']:.4f}")
-    print("  share of each finding's mask inside: its image's pseudo mask / another image's / chance (mask share of body)")
+    print("  share of each finding's mask inside: its image's pseudo mask / another image's / chance (mask share of body);"
+          " own − another ± standard error")
     for name, row in coverage.items():
-        print(f"    {name:28s} n={row['n']:<4d} {row['covered']:.3f} / {row['shuffled']:.3f} / {row['chance']:.3f}")
+        print(f"    {name:28s} n={row['n']:<4d} {row['covered']:.3f} / {row['shuffled']:.3f} / {row['chance']:.3f}"
+              f"   {row['covered'] - row['shuffled']:+.3f} ± {row['shuffled_se']:.3f}")
     print("  share of each region inside the pseudo mask | inside the true lesion mask (4×4 regions, image top first)")
     for pseudo_row, lesion_row in zip(where["pseudo"], where["lesion"]):
         print("    " + " ".join(f"{v:.2f}" for v in pseudo_row) + "  |  " + " ".join(f"{v:.2f}" for v in lesion_row))

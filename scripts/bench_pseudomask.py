@@ -87,7 +87,7 @@ def main() -> None:
     body = pm.body_masks(images)
     binary = pm.threshold_masks(maps * body, body, mask_cfg).float()
     parts = {
-        "body mask (OpenCV)": timed(lambda: pm.body_masks(images), args.steps),
+        "body mask (3-class Otsu)": timed(lambda: pm.body_masks(images), args.steps),
         "threshold": timed(lambda: pm.threshold_masks(maps * body, body, mask_cfg), args.steps),
         "bilateral smoothing": timed(lambda: pm.smooth_masks(binary, args.image_size / attention.shape[-1] / 4,
                                                               mask_cfg.sigma_color), args.steps),

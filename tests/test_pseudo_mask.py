@@ -281,6 +281,8 @@ def test_coverage_by_finding_separates_own_image_from_another_and_chance():
         assert row["covered"] == 1.0  # each lesion lies inside its image's attended block
         assert row["shuffled"] == 0.0  # another image's block is another quadrant
         assert row["chance"] == pytest.approx(0.25)  # one block of four (no body mask in the stub)
+    assert out["nodule"]["shuffled_se"] == 0.0  # both nodules: covered 1, shuffled 0
+    assert np.isnan(out["mass"]["shuffled_se"])  # one mask: no standard error
     with pytest.raises(G2DBenchError, match="does not match"):
         coverage_by_finding(model, images, [(0, "nodule", truth[0, 0, :32].bool())])
 

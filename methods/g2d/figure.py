@@ -128,8 +128,9 @@ def coverage_by_finding(model: "G2D", images: "torch.Tensor", findings, seed: in
     :func:`pseudo_mask_overlap` for the same seed); ``chance``, the pseudo mask's share of the body
     (a mask placed at random covers that share on average); and ``n``. ``covered`` above
     ``shuffled`` is localisation in this image; ``shuffled`` above ``chance`` is where the finding
-    usually is. Returns ``{finding: {"n", "covered", "shuffled", "chance"}}``, sorted by name.
-    ``masks``: as in :func:`pseudo_mask_overlap`."""
+    usually is; ``shuffled_se`` is the standard error of the per-mask difference ``covered −
+    shuffled`` (NaN for a single mask). Returns ``{finding: {"n", "covered", "shuffled", "chance",
+    "shuffled_se"}}``, sorted by name. ``masks``: as in :func:`pseudo_mask_overlap`."""
     _, pseudo, body, other = _scored(model, images, masks, seed)
     rows: dict[str, list[tuple[float, float, float]]] = {}
     for i, finding, mask in findings:
@@ -140,7 +141,11 @@ def coverage_by_finding(model: "G2D", images: "torch.Tensor", findings, seed: in
         shuffled = (pseudo[other[i]] & mask).sum() / area if other is not None else float("nan")
         chance = pseudo[i][body[i]].mean() if body[i].any() else float("nan")
         rows.setdefault(finding, []).append(((pseudo[i] & mask).sum() / area, shuffled, chance))
-    return {name: {"n": len(v), **dict(zip(("covered", "shuffled", "chance"), map(float, np.mean(v, axis=0))))}
+    def se(v: np.ndarray) -> float:
+        return float(np.std(v, ddof=1) / np.sqrt(len(v))) if len(v) > 1 else float("nan")
+
+    return {name: {"n": len(v), **dict(zip(("covered", "shuffled", "chance"), map(float, np.mean(v, axis=0)))),
+                   "shuffled_se": se(np.subtract(*np.asarray(v)[:, :2].T))}
             for name, v in sorted(rows.items())}
 
 
