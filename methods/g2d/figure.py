@@ -54,6 +54,12 @@ def _iou(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.logical_and(a, b).sum() / union) if union else 1.0
 
 
+def _standard_error(values) -> float:
+    """Standard error of the mean of ``values`` (NaN for fewer than two)."""
+    v = np.asarray(values, dtype=float)
+    return float(v.std(ddof=1) / np.sqrt(v.size)) if v.size > 1 else float("nan")
+
+
 def _scored(model: "G2D", images: "torch.Tensor", masks: "PseudoMasks | None", seed: int):
     """(masks, binary pseudo masks B×H×W, body B×H×W, the shuffle derangement or None): what both
     scores below read; ``masks`` computed here when not given."""
@@ -111,9 +117,8 @@ def pseudo_mask_overlap(model: "G2D", images: "torch.Tensor", true_masks, seed: 
             scores["shuffled_iou"].append(_iou(pseudo[other[i]], truth[i]))
             if lesion.any():
                 scores["shuffled_lift"].append(lift(attention[other[i]], lesion, in_body))
-    def se(control: str) -> float:  # standard error of the per-image difference pseudo − control
-        gain = np.subtract(scores["pseudo_iou"], scores[control]) if scores[control] else np.array([])
-        return float(gain.std(ddof=1) / np.sqrt(gain.size)) if gain.size > 1 else float("nan")
+    def se(control: str) -> float:  # of the per-image difference pseudo − control
+        return _standard_error(np.subtract(scores["pseudo_iou"], scores[control]) if scores[control] else [])
 
     return {"n": int(len(keep)), **{k: float(np.mean(v)) if v else float("nan") for k, v in scores.items()},
             "iou_gain_se": se("random_iou"), "iou_gain_shuffled_se": se("shuffled_iou")}
@@ -141,11 +146,8 @@ def coverage_by_finding(model: "G2D", images: "torch.Tensor", findings, seed: in
         shuffled = (pseudo[other[i]] & mask).sum() / area if other is not None else float("nan")
         chance = pseudo[i][body[i]].mean() if body[i].any() else float("nan")
         rows.setdefault(finding, []).append(((pseudo[i] & mask).sum() / area, shuffled, chance))
-    def se(v: np.ndarray) -> float:
-        return float(np.std(v, ddof=1) / np.sqrt(len(v))) if len(v) > 1 else float("nan")
-
     return {name: {"n": len(v), **dict(zip(("covered", "shuffled", "chance"), map(float, np.mean(v, axis=0)))),
-                   "shuffled_se": se(np.subtract(*np.asarray(v)[:, :2].T))}
+                   "shuffled_se": _standard_error(np.subtract(*np.asarray(v)[:, :2].T))}
             for name, v in sorted(rows.items())}
 
 
