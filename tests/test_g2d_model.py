@@ -346,3 +346,36 @@ def test_attention_entropy_is_1_for_uniform_and_0_for_one_pixel():
     half = torch.zeros(1, 1, 2, 2)
     half[0, 0, 0] = 0.5  # two of four pixels: ln 2 / ln 4
     assert attention_entropy(half).item() == pytest.approx(0.5)
+
+
+def test_output_stride_16_dilates_the_last_stage_for_a_finer_attention_grid(model, tmp_path):
+    """``output_stride=16`` (ours, a CPU-scale setting): the same weights, a 2× finer dense map
+    and attention grid; the decoder still returns masks at input size."""
+    with pytest.raises(G2DBenchError, match="output_stride"):
+        tiny_cfg(output_stride=8)
+    cfg = tiny_cfg(output_stride=16)
+    assert cfg.grid == 4 and tiny_cfg().grid == 2
+    fine = build(cfg)
+    shapes = {k: v.shape for k, v in model.state_dict().items() if k != "attnpool.positional_embedding"}
+    assert {k: v.shape for k, v in fine.state_dict().items() if k != "attnpool.positional_embedding"} == shapes
+    assert fine.attnpool.positional_embedding.shape == (4 * 4 + 1, 128)
+    images, tok = batch(fine)
+    enc = fine.encode_image(images)
+    assert enc["attention"].shape == (4, 3, 4, 4) and enc["dense"].shape == (4, 128, 4, 4)
+    assert fine.decode(enc["features"]).shape == (4, 1, 64, 64)
+    out = fine(images, **tok, step=0)
+    out["loss"].backward()
+    assert torch.isfinite(out["loss"]) and 0 < out["pseudo_mask_fraction"].item() < 0.5
+    # the dilated stage sees the same weights as the strided one: loading one into the other works
+    plain = build(tiny_cfg())
+    plain.img_model.load_state_dict(fine.img_model.state_dict())
+    with torch.no_grad():
+        assert not torch.allclose(plain.img_model.encoder(fine.normalize(images))[-1].mean((2, 3)),
+                                  fine.img_model.encoder(fine.normalize(images))[-1].mean((2, 3)))
+    # our checkpoint keeps the setting: the loaded model has the finer grid and the same outputs
+    from g2d_bench.methods.g2d.checkpoint import load_g2d, save_g2d
+
+    loaded = load_g2d(save_g2d(fine.eval(), tmp_path / "ckpt")).eval()
+    assert loaded.cfg.output_stride == 16
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.encode_image(images)["attention"], fine.encode_image(images)["attention"])

@@ -180,7 +180,7 @@ def config_for_official(state: dict, text_model: str, cfg: G2DConfig | None = No
         if classes > 1:
             cfg = cfg.with_overrides({"heads": classes, "mask.aggregate": "none"})
     problems = [f"{name} {want} (checkpoint) vs {have} (config)"
-                for name, want, have in (("arch", arch, cfg.arch), ("image_size", 32 * grid, cfg.image_size),
+                for name, want, have in (("arch", arch, cfg.arch), ("attention grid", grid, cfg.grid),
                                          ("decoder classes", classes, cfg.decoder_classes)) if want != have]
     if problems:
         raise G2DBenchError(f"official G2D checkpoint does not fit the config: {'; '.join(problems)}")

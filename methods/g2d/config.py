@@ -142,6 +142,11 @@ class G2DConfig:
     # -- image tower -------------------------------------------------------------------------------
     arch: str | None = None
     image_size: int | None = None
+    #: stride of the dense map V (the attention grid is image_size / output_stride): 32, a plain
+    #: ResNet (§4.1; official ``cnn_ae.py``), or 16, the last stage dilated instead of strided
+    #: (smp ``make_dilated``; ours, a CPU-scale setting: a 6×6 grid at 96 px, near the paper's 7×7
+    #: at 224 px; docs/g2d.md "A finer grid at the same cost")
+    output_stride: int = 32
     normalization: str | None = None  # "unit" ([0,1], 3 replicated channels) or "imagenet"
     #: optional local torchvision ResNet weights to start the encoder from (official code uses
     #: smp ``encoder_weights='imagenet'``; nothing is downloaded here, so this is a path or None)
@@ -213,6 +218,7 @@ class G2DConfig:
         _choice("g2d", "decoder_loss", self.decoder_loss, ("pseudo_seg", "reconstruction", "none"))
         _choice("g2d", "pa_loss", self.pa_loss, ("paper", "official"))
         _choice("g2d", "text_padding", self.text_padding, ("max_length", "longest"))
+        _choice("g2d", "output_stride", self.output_stride, (32, 16))
         if self.image_size % 32:
             raise G2DBenchError(f"g2d.image_size = {self.image_size} must be a multiple of 32 (U-Net stride)")
         if self.heads < 1 or self.head_dim < 1:
@@ -229,8 +235,8 @@ class G2DConfig:
 
     @property
     def grid(self) -> int:
-        """Side of the last-stage feature map at ``image_size`` (stride 32)."""
-        return self.image_size // 32
+        """Side of the last-stage feature map (the attention grid) at ``image_size``."""
+        return self.image_size // self.output_stride
 
     def to_dict(self) -> dict[str, Any]:
         """Every setting, JSON-friendly (``derived`` is bookkeeping and left out)."""

@@ -159,7 +159,8 @@ def build_g2d(cfg: G2DConfig, corpus: Sequence[str] | None = None) -> G2D:
 
 def build_image_model(cfg: G2DConfig) -> nn.Module:
     """``smp.Unet(arch, classes=cfg.decoder_classes)`` (decoder 256,128,64,32,16, smp default),
-    optionally starting from local torchvision ResNet weights (``cfg.encoder_weights``). With
+    optionally starting from local torchvision ResNet weights (``cfg.encoder_weights``), its last
+    stage dilated when ``cfg.output_stride == 16`` (same weights, a finer map). With
     ``decoder_loss="none"`` the decoder is frozen (it is never run)."""
     import segmentation_models_pytorch as smp
 
@@ -171,6 +172,8 @@ def build_image_model(cfg: G2DConfig) -> nn.Module:
     if cfg.encoder_weights:
         net, _ = load_resnet_weights(cfg.encoder_weights, cfg.arch)
         unet.encoder.load_state_dict(net.state_dict())
+    if cfg.output_stride != 32:
+        unet.encoder.make_dilated(cfg.output_stride)  # smp: strides → dilations in the last stage
     if cfg.decoder_loss == "none":
         unet.decoder.requires_grad_(False)
         unet.segmentation_head.requires_grad_(False)
