@@ -127,6 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
                             "'g2d-bench data synth --datasets mimic-cxr' (default: the embedded one)")
         if name == "figure":
             p.add_argument("--out", type=Path, default=Path("g2d_pseudo_masks.png"))
+        else:
+            p.add_argument("--per-head", action="store_true", help="also score each attention head's own pseudo mask")
         p.add_argument("--no-progress", action="store_true")
 
     data = sub.add_parser("data", help="SynthCXR generation, split manifests, checks").add_subparsers(dest="data_command", required=True, parser_class=_Parser)
@@ -291,7 +293,8 @@ def cmd_g2d(args) -> int:
 
     from g2d_bench.data import ensure_synthcxr
     from g2d_bench.methods.g2d.default import quick_checkpoint
-    from g2d_bench.methods.g2d.figure import compute_pseudo_masks, coverage_by_finding, placement, plot_pseudo_masks, pseudo_mask_overlap
+    from g2d_bench.methods.g2d.figure import (compute_pseudo_masks, coverage_by_finding, per_head_overlap, placement, plot_pseudo_masks,
+                                              pseudo_mask_overlap)
     from g2d_bench.methods.g2d.inspect_masks import finding_masks, load_model, truth_pairs
     from g2d_bench.pretrain import contrastive_summary
 
@@ -325,6 +328,11 @@ def cmd_g2d(args) -> int:
     print("  share of each region inside the pseudo mask | inside the true lesion mask (4×4 regions, image top first)")
     for pseudo_row, lesion_row in zip(where["pseudo"], where["lesion"]):
         print("    " + " ".join(f"{v:.2f}" for v in pseudo_row) + "  |  " + " ".join(f"{v:.2f}" for v in lesion_row))
+    if args.per_head:
+        print("  per attention head (its own map through the same mask construction; training aggregates them):")
+        for h, row in enumerate(per_head_overlap(model, images, truth, seed=args.seed)):
+            print(f"    head {h}: pseudo IoU {row['pseudo_iou']:.4f}, − random {row['pseudo_iou'] - row['random_iou']:+.4f} ± {row['iou_gain_se']:.4f},"
+                  f" − shuffled {row['pseudo_iou'] - row['shuffled_iou']:+.4f} ± {row['iou_gain_shuffled_se']:.4f}")
     summary = contrastive_summary(Path(checkpoint))
     if summary:
         print(f"  {summary}")

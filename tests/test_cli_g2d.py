@@ -46,6 +46,11 @@ def test_masks_and_figure(tmp_path):
     regions = out.split("share of each region inside the pseudo mask", 1)[1].splitlines()[1:5]
     cells = [[float(v) for v in line.replace("|", " ").split()] for line in regions]
     assert len(cells) == 4 and all(len(r) == 8 and all(0.0 <= v <= 1.0 for v in r) for r in cells)
+    per_head = cli("masks", "--n", "20", "--per-head")
+    assert per_head.startswith(out.split("  contrastive loss")[0])  # the aggregated report unchanged, then the heads
+    heads = [line for line in per_head.splitlines() if line.startswith("    head ")]
+    assert [line.split(":")[0].strip() for line in heads] == ["head 0", "head 1", "head 2"]  # the paper's 3 heads
+    assert all(0.0 <= float(line.split("pseudo IoU ")[1].split(",")[0]) <= 1.0 for line in heads)
     # another SynthCXR copy by --data-root (here the embedded one, found in the cache): same numbers
     copy = next((tmp_path / "cache" / "synthcxr").iterdir()) / "mimic-cxr"
     assert cli("masks", "--n", "20", "--data-root", str(copy)) == out

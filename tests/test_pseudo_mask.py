@@ -270,6 +270,22 @@ def test_pseudo_mask_overlap_beats_its_controls():
     assert pseudo_mask_overlap(model, images, truth)["n"] == 2
 
 
+def test_per_head_overlap_scores_each_heads_own_mask():
+    from g2d_bench.methods.g2d.figure import compute_pseudo_masks, per_head_overlap
+
+    model, images, truth = _stub_batch()
+    # head 1 always looks at the bottom-left quadrant, where no image has its lesion: a location prior
+    model.attention[:, 1] = 0.1
+    model.attention[:, 1, 1, 0] = 0.9
+    head0, head1 = per_head_overlap(model, images, truth)
+    assert head0["pseudo_iou"] == pytest.approx((24 * 24) / (32 * 32)) and head0["shuffled_iou"] == 0.0
+    assert head1["pseudo_iou"] == 0.0 and head1["shuffled_iou"] == 0.0  # the same mask in every image
+    aggregated = compute_pseudo_masks(model, images).target
+    assert not torch.equal(aggregated, compute_pseudo_masks(model, images, head=0).target)
+    with pytest.raises(G2DBenchError, match="head 2"):
+        compute_pseudo_masks(model, images, head=2)
+
+
 def test_coverage_by_finding_separates_own_image_from_another_and_chance():
     from g2d_bench.methods.g2d.figure import coverage_by_finding
 

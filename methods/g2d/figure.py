@@ -25,8 +25,9 @@ if TYPE_CHECKING:
     from g2d_bench.methods.g2d.pseudo_mask import PseudoMasks
 
 
-def compute_pseudo_masks(model: "G2D", images: "torch.Tensor") -> "PseudoMasks":
-    """The model's (unshuffled) pseudo masks for ``images`` (B×1×H×W in [0, 1]), in eval mode."""
+def compute_pseudo_masks(model: "G2D", images: "torch.Tensor", head: int | None = None) -> "PseudoMasks":
+    """The model's (unshuffled) pseudo masks for ``images`` (B×1×H×W in [0, 1]), in eval mode;
+    with ``head``, from that attention head's map alone (same construction otherwise)."""
     import torch
 
     from g2d_bench.methods.g2d.pseudo_mask import build_pseudo_masks
@@ -36,6 +37,10 @@ def compute_pseudo_masks(model: "G2D", images: "torch.Tensor") -> "PseudoMasks":
     try:
         with torch.no_grad():
             attention = model.encode_image(images)["attention"]
+            if head is not None:
+                if not 0 <= head < attention.shape[1]:
+                    raise G2DBenchError(f"head {head} does not exist: the model has {attention.shape[1]} attention heads")
+                attention = attention[:, head:head + 1]
             return build_pseudo_masks(attention, images, replace(model.cfg.mask, shuffle=False))
     finally:
         model.train(was_training)
@@ -122,6 +127,17 @@ def pseudo_mask_overlap(model: "G2D", images: "torch.Tensor", true_masks, seed: 
 
     return {"n": int(len(keep)), **{k: float(np.mean(v)) if v else float("nan") for k, v in scores.items()},
             "iou_gain_se": se("random_iou"), "iou_gain_shuffled_se": se("shuffled_iou")}
+
+
+def per_head_overlap(model: "G2D", images: "torch.Tensor", true_masks, seed: int = 0) -> list[dict]:
+    """:func:`pseudo_mask_overlap` for each attention head's own pseudo mask, head 0 first: which
+    heads find lesions and which hold a location prior (the paper aggregates the heads, §3.3)."""
+    import torch
+
+    with torch.no_grad():
+        heads = model.encode_image(images[:1])["attention"].shape[1]
+    return [pseudo_mask_overlap(model, images, true_masks, seed=seed, masks=compute_pseudo_masks(model, images, head=h))
+            for h in range(heads)]
 
 
 def coverage_by_finding(model: "G2D", images: "torch.Tensor", findings, seed: int = 0,
