@@ -327,3 +327,27 @@ def test_plot_pseudo_masks_writes_a_png(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["fig4.png"]  # written atomically, no temporaries
     with pytest.raises(G2DBenchError, match="reports"):
         plot_pseudo_masks(model, images, ["one"], tmp_path / "x.png")
+
+
+def test_across_seeds_summarises_with_the_seed_as_the_unit():
+    from scipy import stats
+
+    from g2d_bench.methods.g2d.inspect_masks import across_seeds
+
+    results = [{"pseudo_iou": p, "random_iou": 0.04} for p in (0.05, 0.07, 0.02)]  # gains +0.01, +0.03, −0.02
+    s = across_seeds(results)
+    assert s["seeds"] == 3 and s["above"] == 2
+    assert s["pseudo_iou"] == pytest.approx(0.14 / 3) and s["random_iou"] == pytest.approx(0.04)
+    assert s["gains"] == pytest.approx([0.01, 0.03, -0.02])
+    assert s["gain"] == pytest.approx(0.02 / 3)
+    sd = np.sqrt(((0.01 - 0.02 / 3) ** 2 + (0.03 - 0.02 / 3) ** 2 + (-0.02 - 0.02 / 3) ** 2) / 2)
+    assert s["gain_sd"] == pytest.approx(sd) and s["gain_se"] == pytest.approx(sd / np.sqrt(3))
+    assert s["t_p"] == pytest.approx(stats.t.sf((0.02 / 3) / (sd / np.sqrt(3)), df=2))
+    # exact signed-rank: |gains| rank 1, 3, 2; positive ranks sum to 4; of the 8 sign patterns,
+    # {1,3}, {2,3} and {1,2,3} reach ≥ 4
+    assert s["wilcoxon_p"] == pytest.approx(3 / 8)
+    assert across_seeds([{"pseudo_iou": p, "random_iou": 0.04} for p in (0.05, 0.06, 0.07)])["wilcoxon_p"] == pytest.approx(1 / 8)
+    one = across_seeds(results[:1])
+    assert one["above"] == 1 and np.isnan(one["t_p"]) and np.isnan(one["gain_sd"])
+    with pytest.raises(G2DBenchError, match="no scored"):
+        across_seeds([])

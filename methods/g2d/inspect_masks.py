@@ -86,3 +86,31 @@ def load_model(checkpoint: str | Path):
     if not (path / "config.json").exists():
         raise G2DBenchError(f"{path} is not a G2D checkpoint folder (no config.json); pass one written by g2d-bench pretrain")
     return load_g2d(path).eval()
+
+
+def across_seeds(results: list[dict]) -> dict:
+    """Whether pseudo masks beat the same-area random mask across pretraining seeds.
+
+    ``results``: one :func:`~g2d_bench.methods.g2d.figure.pseudo_mask_overlap` dict per
+    pretraining seed, scored on the same images. Returns the mean pseudo and random IoU over seeds,
+    the per-seed differences, their mean, SD and standard error, how many seeds are above zero,
+    and one-sided p-values that the mean difference is > 0 over seeds (t-test and Wilcoxon
+    signed-rank, scipy); the seed, not the image, is the unit, as the criterion is about training
+    runs. p-values are NaN with fewer than two seeds.
+    """
+    from scipy import stats
+
+    if not results:
+        raise G2DBenchError("across_seeds: no scored checkpoints")
+    pseudo = np.array([r["pseudo_iou"] for r in results], dtype=float)
+    random = np.array([r["random_iou"] for r in results], dtype=float)
+    gain = pseudo - random
+    n = len(gain)
+    sd = float(gain.std(ddof=1)) if n > 1 else float("nan")
+    t_p = w_p = float("nan")
+    if n > 1:
+        t_p = float(stats.ttest_1samp(gain, 0.0, alternative="greater").pvalue)
+        w_p = float(stats.wilcoxon(gain, alternative="greater").pvalue)
+    return {"seeds": n, "pseudo_iou": float(pseudo.mean()), "random_iou": float(random.mean()),
+            "gains": gain.tolist(), "gain": float(gain.mean()), "gain_sd": sd, "gain_se": float(sd / np.sqrt(n)),
+            "above": int((gain > 0).sum()), "t_p": t_p, "wilcoxon_p": w_p}
