@@ -106,9 +106,9 @@ def across_seeds(results: list[dict]) -> dict:
     random = np.array([r["random_iou"] for r in results], dtype=float)
     gain = pseudo - random
     n = len(gain)
-    sd = float(gain.std(ddof=1)) if n > 1 else float("nan")
-    t_p = w_p = float("nan")
+    sd = t_p = w_p = float("nan")
     if n > 1:
+        sd = float(gain.std(ddof=1))
         t_p = float(stats.ttest_1samp(gain, 0.0, alternative="greater").pvalue)
         w_p = float(stats.wilcoxon(gain, alternative="greater").pvalue)
     return {"seeds": n, "pseudo_iou": float(pseudo.mean()), "random_iou": float(random.mean()),
