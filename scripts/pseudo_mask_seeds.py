@@ -4,7 +4,7 @@
 Scores each checkpoint (one per pretraining seed) like ``g2d-bench g2d masks`` on the same held-out
 SynthCXR images, then summarises over seeds (``inspect_masks.across_seeds``): mean pseudo and
 random IoU, how many seeds are above the random mask, and one-sided p-values with the seed as the
-unit. docs/g2d.md "A finer grid at the same cost" gives the recipe and its seven-seed numbers.
+unit. docs/g2d.md "A finer grid at the same cost" gives the recipe and its eight-seed numbers.
 Usage::
 
     python scripts/pseudo_mask_seeds.py RUN_SEED0 RUN_SEED1 ... --data-root DIR/mimic-cxr [--n 1000]

@@ -96,7 +96,7 @@ def across_seeds(results: list[dict]) -> dict:
     the per-seed differences, their mean, SD and standard error, how many seeds are above zero,
     and one-sided p-values that the mean difference is > 0 over seeds (t-test and Wilcoxon
     signed-rank, scipy); the seed, not the image, is the unit, as the criterion is about training
-    runs. p-values are NaN with fewer than two seeds.
+    runs. The SD, standard error and p-values are NaN with fewer than two seeds.
     """
     from scipy import stats
 
