@@ -53,12 +53,19 @@ class Preprocess:
 class MethodAdapter:
     """Base class. Subclasses fill ``backbone`` and override the capability methods they support.
 
-    - ``backbone``: a torchvision ``ResNet`` (``arch`` names it: ``resnet50``, ``resnet18``, …)
-      carrying the method's pretrained image-encoder weights. Tasks get features through
-      :meth:`stage_features` and :meth:`pooled_features`, or copy its ``state_dict()`` into a
-      segmentation-models-pytorch encoder (same keys, ``fc.*`` dropped).
+    The image side is backbone-neutral for tasks: they read features only through
+    :meth:`pooled_features` (global), :meth:`stage_features` / :meth:`feature_info` (dense maps and
+    their strides) and :meth:`trainable_encoder` (a private copy to train or freeze), never through
+    ``backbone``'s attributes. The defaults here implement them for a torchvision ResNet
+    ``backbone``; an adapter with another encoder (a ViT) overrides them.
+
+    - ``backbone``: the method's pretrained image encoder (a torchvision ``ResNet`` for the defaults).
+    - ``arch``: its name (``resnet50``, …), informational: records and feature-cache keys.
     - ``checkpoint_hash``: SHA-256 of the weights file (or of the init recipe for random init);
       part of every run record's key.
+
+    A task never mutates an adapter: the runner prepares it once (:meth:`prepare`) and shares it
+    across the runs of a sweep; what a task trains is its own copy (:meth:`trainable_encoder`).
     """
 
     name: str
@@ -84,11 +91,11 @@ class MethodAdapter:
         return x
 
     def stage_features(self, images: "torch.Tensor") -> list["torch.Tensor"]:
-        """Multi-scale dense features ``[layer1, layer2, layer3, layer4]`` of the backbone.
+        """Multi-scale dense features of the encoder, finest first, at the strides
+        :meth:`feature_info` gives. ``images``: ``B×1×H×W`` in [0, 1].
 
-        ``images``: ``B×1×H×W`` in [0, 1]. Returns ``B×C_i×H/4·2^-i×W/4·2^-i`` tensors (ResNet-50:
-        256, 512, 1024, 2048 channels at strides 4, 8, 16, 32).
-        """
+        Default (torchvision ResNet): ``[layer1, layer2, layer3, layer4]``, ``B×C_i×H/4·2^-i×W/4·2^-i``
+        (ResNet-50: 256, 512, 1024, 2048 channels at strides 4, 8, 16, 32)."""
         net = self.backbone
         x = self.normalize(images)
         x = net.maxpool(net.relu(net.bn1(net.conv1(x))))
@@ -98,10 +105,52 @@ class MethodAdapter:
             feats.append(x)
         return feats
 
+    def feature_info(self) -> tuple[tuple[int, int], ...]:
+        """``(channels, stride)`` of each :meth:`stage_features` map (measured once on a 64 px input)."""
+        cached = self.__dict__.get("_feature_info")
+        if cached is None:
+            import torch
+
+            device = next(self.backbone.parameters()).device
+            with torch.no_grad():
+                maps = self.stage_features(torch.zeros(1, 1, 64, 64, device=device))
+            cached = tuple((int(m.shape[1]), 64 // int(m.shape[-1])) for m in maps)
+            self.__dict__["_feature_info"] = cached
+        return cached
+
     def pooled_features(self, images: "torch.Tensor") -> "torch.Tensor":
         """Global-average-pooled last stage, ``B×D`` (D = 2048 for ResNet-50): the linear-probe input
         of the MGCA/G2D protocol."""
         return self.stage_features(images)[-1].mean(dim=(2, 3))
+
+    def trainable_encoder(self) -> "nn.Module":
+        """A private copy of the image encoder for tasks that train or freeze it (segmentation,
+        detection, fine-tuning), in the segmentation-models-pytorch encoder interface: ``forward(x)``
+        on normalised ``B×C×H×W`` returns ``[x, f_2, f_4, f_8, f_16, f_32]`` (strides 1 to 32) and
+        ``out_channels`` names their widths, so smp's decoders fit it. Trainable (``requires_grad``),
+        in train mode, on the CPU; the adapter is never changed by what is done to it.
+
+        Default (torchvision ResNet): smp's ``ResNetEncoder`` of ``arch``, built fresh — its random
+        initialisation draws from the global RNG exactly as ``smp.Unet(arch)`` does, then is
+        overwritten by the adapter's weights (strictly) — so a task that builds its U-Net around it
+        draws the same decoder initialisation as ``smp.Unet`` would."""
+        import segmentation_models_pytorch as smp
+
+        encoder = smp.encoders.get_encoder(self.arch, in_channels=3, depth=5, weights=None)
+        weights = {k: v.detach().cpu() for k, v in self.backbone.state_dict().items() if not k.startswith("fc.")}
+        encoder.load_state_dict(weights, strict=True)
+        return encoder.train().requires_grad_(True)
+
+    def torchvision_backbone(self) -> tuple[str, "nn.Module"]:
+        """``(torchvision model name, a private CPU copy of the model)`` of the image encoder, for
+        protocols that rebuild a torchvision backbone themselves (ultralytics' ``TorchVision``
+        module). Encoders that are not torchvision models raise ``NotImplementedError``."""
+        import copy
+
+        import torch
+
+        net = copy.deepcopy(self.backbone).cpu().to(memory_format=torch.contiguous_format)
+        return self.arch, net
 
     # -- capabilities (override where supported) ---------------------------------------------------
     def encode_text(self, texts: Sequence[str]) -> "torch.Tensor":
@@ -120,6 +169,28 @@ class MethodAdapter:
         """State dict of a pretrained smp U-Net ``decoder.*`` and ``segmentation_head.*``."""
         raise NotImplementedError(f"method {self.name!r} has no pretrained decoder")
 
+    # -- zero-shot scoring hooks (cosine defaults; a method may override them) ---------------------
+    def encode_prompts(self, texts: Sequence[str]) -> dict:
+        """Prompts → what :meth:`similarity` and :meth:`grounding_maps` need of them, computed once
+        per prompt set. Default: ``{"global": encode_text(texts)}`` (``T×E``, L2-normalised)."""
+        return {"global": self.encode_text(texts)}
+
+    def similarity(self, images: "torch.Tensor", prompts: "Sequence[str] | dict") -> "torch.Tensor":
+        """Image–prompt scores ``B×T`` (higher = more similar). ``images``: ``B×1×H×W`` in [0, 1];
+        ``prompts``: texts or :meth:`encode_prompts`' output. Default: cosine of
+        :meth:`project_image` and the prompts' global embeddings."""
+        prompts = prompts if isinstance(prompts, dict) else self.encode_prompts(prompts)
+        return self.project_image(images) @ prompts["global"].T
+
+    def grounding_maps(self, images: "torch.Tensor", prompts: "Sequence[str] | dict") -> "torch.Tensor":
+        """Per-position image–prompt scores ``B×T×h×w`` on the dense grid (resized to the image by the
+        task). Default (BioViL, G2D A.5): cosine of :meth:`dense_embeddings` with each prompt's
+        global embedding."""
+        import torch
+
+        prompts = prompts if isinstance(prompts, dict) else self.encode_prompts(prompts)
+        return torch.einsum("behw,te->bthw", self.dense_embeddings(images), prompts["global"])
+
     def has(self, capability: Capability) -> bool:
         return capability in self.capabilities
 
@@ -130,4 +201,14 @@ class MethodAdapter:
 
     def eval(self) -> "MethodAdapter":
         self.backbone.eval()
+        return self
+
+    def prepare(self, device) -> "MethodAdapter":
+        """Ready for frozen use, once, by the runner: on ``device``, eval mode, channels_last image
+        encoder (ENVIRONMENT.md: 2.4x faster ResNet forward on CPU at 224 px). Tasks never change
+        an adapter's device, mode or memory format themselves."""
+        import torch
+
+        self.to(device).eval()
+        self.backbone.to(memory_format=torch.channels_last)
         return self

@@ -63,6 +63,8 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from g2d_bench.methods import METHODS
+
     parser = _Parser(prog="g2d-bench", description="Benchmark for medical vision-language pretraining on chest X-rays.")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="log more (-v info, -vv debug)")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -71,11 +73,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("what", choices=["methods", "tasks", "datasets"])
 
     p = sub.add_parser("run", help="run one method on one task at one label fraction")
-    p.add_argument("--method", required=True)
+    p.add_argument("--method", help="registered method (default: the one a --checkpoint folder from g2d-bench pretrain names)")
     p.add_argument("--task", required=True)
     p.add_argument("--fraction", type=_fraction, required=True)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--checkpoint", help="weights file of the method")
+    p.add_argument("--checkpoint", help="weights of the method: a folder written by g2d-bench pretrain, or a file the method loads")
     _add_run_options(p)
 
     p = sub.add_parser("sweep", help="run a grid of methods × tasks × fractions × seeds (resumable, shardable)")
@@ -98,7 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--method", default="g2d")
     p.add_argument("--data", default="mimic-cxr", help="dataset of image–report pairs (default: mimic-cxr)")
     p.add_argument("--data-root", help="the unpacked MIMIC-CXR-JPG + reports (default: SynthCXR's MIMIC-format copy)")
-    p.add_argument("--profile", choices=["paper", "official"], default="paper", help="consistent hyperparameter set (paper or official code)")
+    p.add_argument("--profile", default="paper", help="consistent hyperparameter set: paper (default) or official code; a method may name others")
     p.add_argument("--scale", choices=["paper", "cpu"], help="model size (default: cpu on SynthCXR, paper on real data)")
     p.add_argument("--out", type=Path, help="checkpoint folder (default: pretrain/<method>-<profile>-<scale>)")
     p.add_argument("--batch-size", type=int, help="global batch (default: the profile's)")
@@ -115,21 +117,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", dest="settings", type=_setting, action="append", default=[], metavar="KEY=VALUE", help="override a method setting")
     p.add_argument("--no-progress", action="store_true")
 
-    g2d = sub.add_parser("g2d", help="inspect G2D's pseudo masks on SynthCXR (true lesions known)").add_subparsers(dest="g2d_command", required=True, parser_class=_Parser)
-    for name, text in (("masks", "mean IoU of pseudo masks vs true lesions, and of random / shifted / shuffled controls"),
-                       ("figure", "a figure like G2D Fig. 4: attention map, pseudo mask, report")):
-        p = g2d.add_parser(name, help=text)
-        p.add_argument("--checkpoint", help="G2D checkpoint folder (default: the quick CPU G2D, pretrained once)")
-        p.add_argument("--n", type=int, default=200 if name == "masks" else 4, help="held-out images to use")
-        p.add_argument("--seed", type=int, default=0)
-        p.add_argument("--data-root", type=Path,
-                       help="a SynthCXR MIMIC-format copy with its _truth/ sidecar, e.g. one written by "
-                            "'g2d-bench data synth --datasets mimic-cxr' (default: the embedded one)")
-        if name == "figure":
-            p.add_argument("--out", type=Path, default=Path("g2d_pseudo_masks.png"))
-        else:
-            p.add_argument("--per-head", action="store_true", help="also score each attention head's own pseudo mask")
-        p.add_argument("--no-progress", action="store_true")
+    for name in METHODS.names():  # subcommands a method contributes through its registry entry
+        entry = METHODS.get(name)
+        if entry.commands is not None:
+            commands = entry.get_commands()
+            commands.add_arguments(sub.add_parser(name, help=commands.help))
 
     data = sub.add_parser("data", help="SynthCXR generation, split manifests, checks").add_subparsers(dest="data_command", required=True, parser_class=_Parser)
     p = data.add_parser("synth", help="write SynthCXR in the seven release formats")
@@ -194,13 +186,34 @@ def cmd_run(args) -> int:
     from g2d_bench.runner import run
     from g2d_bench.tasks import TASKS
 
-    METHODS.get(args.method)  # unknown names fail before any work
-    TASKS.get(args.task)
+    from g2d_bench.method import check_checkpoint_method, method_for_checkpoint
+
     if args.checkpoint and not Path(args.checkpoint).expanduser().exists():
         raise G2DBenchError(f"--checkpoint {args.checkpoint} does not exist")
-    path = run(_config(args, args.method, args.task, args.fraction, args.seed, args.checkpoint))
+    method = args.method or method_for_checkpoint(args.checkpoint)
+    if method is None:
+        raise G2DBenchError("--method is required (only a --checkpoint folder written by g2d-bench pretrain names its method)")
+    METHODS.get(method)  # unknown names fail before any work
+    TASKS.get(args.task)
+    check_checkpoint_method(method, args.checkpoint)
+    path = run(_config(args, method, args.task, args.fraction, args.seed, args.checkpoint))
     print(_summary(path))
+    _print_next_steps(path)
     return 0
+
+
+def _print_next_steps(path: Path) -> None:
+    """After a single run: where the record is, its metric, and how to compare it with random init."""
+    import json
+
+    record = json.loads(path.read_text())
+    if record["status"] != "ok":
+        return
+    key = record["key"]
+    print(f"record: {path}")
+    if key["method"] != "random":
+        print(f"compare with random init: g2d-bench run --method random --task {key['task']} --fraction {key['fraction']:g} "
+              f"--seed {key['seed']} && g2d-bench leaderboard --tasks {key['task']}")
 
 
 def cmd_sweep(args) -> int:
@@ -288,58 +301,14 @@ def cmd_pretrain(args) -> int:
     return 0
 
 
-def cmd_g2d(args) -> int:
-    import torch
+def cmd_method(args) -> int:
+    """A method's own subcommand (``g2d-bench g2d masks``): dispatched to its registry entry."""
+    from g2d_bench.methods import METHODS
 
-    from g2d_bench.data import ensure_synthcxr
-    from g2d_bench.methods.g2d.default import quick_checkpoint
-    from g2d_bench.methods.g2d.figure import (compute_pseudo_masks, coverage_by_finding, per_head_overlap, placement, plot_pseudo_masks,
-                                              pseudo_mask_overlap)
-    from g2d_bench.methods.g2d.inspect_masks import finding_masks, load_model, truth_pairs
-    from g2d_bench.pretrain import contrastive_summary
-
-    checkpoint = args.checkpoint or quick_checkpoint(progress=not args.no_progress)
-    model = load_model(checkpoint)
-    root = args.data_root or ensure_synthcxr("mimic-cxr", progress=not args.no_progress)
-    images, truth, reports, keys = truth_pairs(root, model.cfg.image_size, args.n, args.seed)
-    if args.g2d_command == "figure":
-        path = plot_pseudo_masks(model, images, reports, args.out, true_masks=truth)
-        print(f"wrote {path} ({len(reports)} held-out SynthCXR images, checkpoint {checkpoint})")
-        return 0
-    with torch.no_grad():
-        masks = compute_pseudo_masks(model, images)
-        result = pseudo_mask_overlap(model, images, truth, seed=args.seed, masks=masks)
-        coverage = coverage_by_finding(model, images, finding_masks(root, keys, model.cfg.image_size), seed=args.seed, masks=masks)
-        where = placement(model, images, truth, masks=masks)
-    print(f"checkpoint {checkpoint}: {result['n']} held-out SynthCXR images with lesions")
-    print(f"  mean IoU, pseudo mask vs true lesions:            {result['pseudo_iou']:.4f}")
-    print(f"  mean IoU, random mask of the same area (in body):  {result['random_iou']:.4f}")
-    print(f"  pseudo − random, per-image mean ± standard error:  {result['pseudo_iou'] - result['random_iou']:+.4f} ± {result['iou_gain_se']:.4f}")
-    print(f"  mean IoU, the pseudo mask moved by a random shift: {result['shifted_iou']:.4f}")
-    print(f"  mean IoU, another image's pseudo mask (shuffled):  {result['shuffled_iou']:.4f}")
-    print(f"  pseudo − shuffled, per-image mean ± standard error: {result['pseudo_iou'] - result['shuffled_iou']:+.4f} ± {result['iou_gain_shuffled_se']:.4f}")
-    print(f"  attention lift (lesion / body mean attention):     {result['attention_lift']:.4f}  (1 = no preference)")
-    print(f"  attention lift, another image's attention:         {result['shuffled_lift']:.4f}")
-    print("  share of each finding's mask inside: its image's pseudo mask / another image's / chance (mask share of body);"
-          " own − another ± standard error")
-    for name, row in coverage.items():
-        print(f"    {name:28s} n={row['n']:<4d} {row['covered']:.3f} / {row['shuffled']:.3f} / {row['chance']:.3f}"
-              f"   {row['covered'] - row['shuffled']:+.3f} ± {row['shuffled_se']:.3f}")
-    print("  share of each region inside the pseudo mask | inside the true lesion mask (4×4 regions, image top first)")
-    for pseudo_row, lesion_row in zip(where["pseudo"], where["lesion"]):
-        print("    " + " ".join(f"{v:.2f}" for v in pseudo_row) + "  |  " + " ".join(f"{v:.2f}" for v in lesion_row))
-    if args.per_head:
-        print("  per attention head (its own map through the same mask construction; training aggregates them):")
-        for h, row in enumerate(per_head_overlap(model, images, truth, seed=args.seed)):
-            print(f"    head {h}: pseudo IoU {row['pseudo_iou']:.4f}, − random {row['pseudo_iou'] - row['random_iou']:+.4f} ± {row['iou_gain_se']:.4f},"
-                  f" − shuffled {row['pseudo_iou'] - row['shuffled_iou']:+.4f} ± {row['iou_gain_shuffled_se']:.4f}")
-    summary = contrastive_summary(Path(checkpoint))
-    if summary:
-        print(f"  {summary}")
-    return 0
+    return METHODS.get(args.command).get_commands().run(args)
 
 
-COMMANDS = {"list": cmd_list, "run": cmd_run, "sweep": cmd_sweep, "leaderboard": cmd_leaderboard, "data": cmd_data, "pretrain": cmd_pretrain, "g2d": cmd_g2d}
+COMMANDS = {"list": cmd_list, "run": cmd_run, "sweep": cmd_sweep, "leaderboard": cmd_leaderboard, "data": cmd_data, "pretrain": cmd_pretrain}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -349,7 +318,7 @@ def main(argv: list[str] | None = None) -> int:
     level = [logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)]
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     try:
-        return COMMANDS[args.command](args)
+        return COMMANDS.get(args.command, cmd_method)(args)
     except G2DBenchError as exc:
         print(f"g2d-bench: error: {exc}", file=sys.stderr)
         return 2

@@ -73,3 +73,21 @@ def sha256_json(obj: Any) -> str:
     """Hex SHA-256 of a JSON-serialisable object in canonical form (sorted keys, no spaces)."""
     text = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+@contextlib.contextmanager
+def file_lock(path: str | os.PathLike) -> Iterator[None]:
+    """Hold an exclusive advisory lock (``fcntl.flock``) on ``path`` (created if missing) while the
+    block runs: processes sharing a cache (two sweeps) take turns at first-use work — SynthCXR
+    generation, quick pretraining — and the second finds the first one's result. Released when the
+    block ends or the process dies."""
+    import fcntl
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)

@@ -9,7 +9,8 @@ accumulation, AMP on CUDA, channels_last, DDP under ``torchrun``, atomic checkpo
 with exact resume, NaN/inf guard, progress bars, and a loss log (``log.csv`` beside the checkpoint:
 one row per step with the learning rate and every scalar the model's forward returns, written
 just before each checkpoint so a resumed run's log equals an uninterrupted one's). A contrastive
-loss (``vla``) that ends at ln(batch), the value of collapsed towers, is warned about.
+loss (the column the recipe names, G2D's ``vla``) that ends at ln(batch), the value of collapsed
+towers, is warned about.
 
 Exact resume: the data order of an epoch comes from a generator seeded by (seed, epoch), each
 sample's augmentation from the CPU generator seeded by (seed, epoch, index) inside a fork of its
@@ -42,30 +43,50 @@ CHECKPOINT_FORMAT = 1
 
 
 class Recipe(Protocol):
-    """What a pretrainable method gives the engine."""
+    """What a pretrainable method gives the engine (registered as its ``MethodEntry.recipe``).
+
+    Required: ``name``, ``quick`` (a :class:`g2d_bench.quick.QuickBudget`: the runner's quick CPU
+    model), ``tiny`` (settings for a seconds-long build in contract tests), ``contrastive_loss``
+    (the name of the logged scalar that is an InfoNCE over the batch, for the collapse warning),
+    and the methods below. Optional hooks (looked up with ``getattr``): ``optimizer``,
+    ``text_transform``, ``on_epoch_start``, ``after_backward``, ``after_step``.
+    """
 
     name: str
+    quick: Any
+    tiny: dict[str, Any]
+    contrastive_loss: str
 
     def make_config(self, profile: str, scale: str, overrides: dict[str, Any]) -> Any:
-        """The method's typed config (a dataclass) for a profile and scale, with overrides applied."""
+        """The method's typed config (a dataclass with ``to_dict``) for a profile and scale, with overrides applied."""
 
     def build(self, config: Any, corpus: list[str]) -> "Any":
-        """The model (nn.Module): ``tokenize(texts)`` and ``forward(images, input_ids, attention_mask,
-        step) -> {"loss": scalar, …}``; ``corpus`` = training reports (for a tokenizer trained on
-        SynthCXR)."""
+        """The model (nn.Module) with ``tokenize(texts) -> dict[str, Tensor]`` (B×… tensors: ids, mask
+        and whatever else the method needs, e.g. word grouping) and ``forward(images, **tokens,
+        step, epoch) -> {"loss": scalar with graph, other scalars…}``; ``corpus`` = training reports
+        (for a tokenizer trained on SynthCXR)."""
 
     def augmentations(self, config: Any) -> Any:
         """A transform on ``1×S×S`` uint8 tensors → ``1×s×s`` float in [0, 1]."""
 
     def optimisation(self, config: Any) -> dict[str, Any]:
-        """lr, weight_decay, betas, schedule ("warmup-cosine" | "cosine-restarts"), warmup_steps or
-        warmup_fraction, min_lr, restart_steps, epochs, batch_size, cache_size, find_unused_parameters (DDP) — each with its source."""
+        """lr, weight_decay, betas, schedule ("warmup-cosine" | "cosine-restarts" | "constant"),
+        warmup_steps or warmup_fraction, min_lr, restart_steps, epochs, batch_size, cache_size,
+        find_unused_parameters (DDP) — each with its source."""
 
     def save_extra(self, model: Any, folder: Path) -> None:
         """Write what reloading needs besides the state dict (tokenizer, text config)."""
 
-    def adapter(self, checkpoint: Path) -> Any:
-        """A ``MethodAdapter`` from a checkpoint folder written by the engine."""
+    # optional hooks ------------------------------------------------------------------------------
+    # optimizer(model, opt: dict, lr: float) -> torch.optim.Optimizer   (default: AdamW over the
+    #     trainable parameters with opt's weight_decay and betas; groups may set their own "lr",
+    #     which the schedule then scales)
+    # text_transform(config) -> callable(report: str) -> str | None   (drawn from torch's global
+    #     generator, seeded per sample like the image augmentation: e.g. GLoRIA's sentence sampling)
+    # on_epoch_start(model, epoch)                   (before the first step of each epoch)
+    # after_backward(model, step, epoch)             (gradients ready, before the optimizer step:
+    #     e.g. MGCA drops the prototypes' gradients in its first epoch)
+    # after_step(model, step, epoch)                 (after the optimizer step)
 
 
 @dataclass
@@ -98,8 +119,9 @@ class PretrainConfig:
 class PairDataset:
     """(image, report) pairs from the preprocessed cache; deterministic per-sample augmentation."""
 
-    def __init__(self, images, reports: list[str], transform, seed: int) -> None:
+    def __init__(self, images, reports: list[str], transform, seed: int, text_transform=None) -> None:
         self.images, self.reports, self.transform, self.seed = images, reports, transform, seed
+        self.text_transform = text_transform
         self.epoch = 0
 
     def __len__(self) -> int:
@@ -114,7 +136,8 @@ class PairDataset:
         with torch.random.fork_rng(devices=[]):
             torch.default_generator.manual_seed(hash_seed(self.seed, self.epoch, index))
             image = self.transform(image)
-        return image, self.reports[index]
+            report = self.reports[index] if self.text_transform is None else self.text_transform(self.reports[index])
+        return image, report
 
 
 def _collate(items):
@@ -205,9 +228,9 @@ def lr_factor(step: int, total: int, schedule: str, warmup: int, restart: int, f
 # -- checkpoints ----------------------------------------------------------------------------------
 def save_checkpoint(folder: Path, model, optimizer, scaler, state: dict, recipe: Recipe, method_config: Any) -> None:
     """``folder/last.pt`` (weights, optimiser, RNG, counters) written atomically; ``weights.safetensors``
-    (model only) and ``config.json`` beside it for loading as a method."""
+    (model only), the recipe's extra files and ``config.json`` beside it for loading as a method
+    (:mod:`g2d_bench.checkpoints`)."""
     import torch
-    from safetensors.torch import save_file
 
     folder.mkdir(parents=True, exist_ok=True)
     bare = model.module if hasattr(model, "module") else model
@@ -223,10 +246,39 @@ def save_checkpoint(folder: Path, model, optimizer, scaler, state: dict, recipe:
     }
     with atomic_path(folder / "last.pt") as tmp:
         torch.save(payload, tmp)
-    with atomic_path(folder / "weights.safetensors") as tmp:
-        save_file(weights, str(tmp))
-    recipe.save_extra(bare, folder)
-    write_json(folder / "config.json", {"method": recipe.name, "format": CHECKPOINT_FORMAT, "config": method_config.to_dict() if hasattr(method_config, "to_dict") else dataclasses.asdict(method_config), "step": state["step"]})
+    export_model(bare, recipe, method_config, folder, step=state["step"])
+
+
+def export_model(model, recipe: Recipe, method_config: Any, folder: Path, step: int = 0) -> Path:
+    """Write a model (e.g. freshly built, or trained outside the engine) as a checkpoint folder of
+    ``recipe``'s method, the layout ``--checkpoint DIR`` loads."""
+    from g2d_bench.checkpoints import write_folder
+
+    settings = method_config.to_dict() if hasattr(method_config, "to_dict") else dataclasses.asdict(method_config)
+    return write_folder(folder, model.state_dict(), recipe.name, settings, lambda where: recipe.save_extra(model, where), step=step)
+
+
+def make_optimizer(recipe: Recipe, model, opt: dict[str, Any], lr: float):
+    """The recipe's optimiser (its ``optimizer`` hook), else AdamW over the trainable parameters
+    (G2D paper §4.1 and every official code here use AdamW). Each group's own lr is remembered as
+    ``initial_lr`` so the schedule scales every group alike."""
+    import torch
+
+    hook = getattr(recipe, "optimizer", None)
+    if hook is not None:
+        optimizer = hook(model, opt, lr)
+    else:
+        params = [p for p in model.parameters() if p.requires_grad]
+        # foreach: the multi-tensor AdamW (CUDA default; ~10 % faster steps on CPU too, same update)
+        optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=opt["weight_decay"], betas=tuple(opt.get("betas", (0.9, 0.999))), foreach=True)
+    for group in optimizer.param_groups:
+        group.setdefault("initial_lr", group["lr"])
+    return optimizer
+
+
+def _hook(recipe: Recipe, name: str):
+    """The recipe's optional hook ``name`` or a no-op."""
+    return getattr(recipe, name, None) or (lambda *args, **kwargs: None)
 
 
 def load_checkpoint(path: Path) -> dict:
@@ -266,11 +318,11 @@ def _write_history(path: Path, rows: list[dict]) -> None:
         writer.writerows(rows)
 
 
-def _vla_tail(history: list[dict], window: int) -> tuple[list[dict], float | None]:
-    """The last ``window`` log rows that hold a contrastive loss (``vla``) and their mean (``None``
-    when there are none)."""
-    tail = [row for row in history if "vla" in row][-window:]
-    return tail, (sum(row["vla"] for row in tail) / len(tail) if tail else None)
+def _contrastive_tail(history: list[dict], window: int, loss: str) -> tuple[list[dict], float | None]:
+    """The last ``window`` log rows that hold the contrastive loss column ``loss`` and their mean
+    (``None`` when there are none)."""
+    tail = [row for row in history if loss in row][-window:]
+    return tail, (sum(row[loss] for row in tail) / len(tail) if tail else None)
 
 
 def _at_ln_batch(value: float, batch_size: int, tolerance: float) -> bool:
@@ -279,10 +331,13 @@ def _at_ln_batch(value: float, batch_size: int, tolerance: float) -> bool:
     return abs(value - math.log(batch_size)) <= tolerance * math.log(batch_size)
 
 
-def contrastive_plateau(history: list[dict], batch_size: int, window: int = 50, tolerance: float = 0.01) -> float | None:
-    """The mean contrastive loss of the last ``window`` logged steps when it sits at ln(batch)
-    (:func:`_at_ln_batch`: nothing is being aligned); ``None`` otherwise or without a ``vla`` column."""
-    _, mean = _vla_tail(history, window)
+def contrastive_plateau(history: list[dict], batch_size: int, window: int = 50, tolerance: float = 0.01,
+                        loss: str = "vla") -> float | None:
+    """The mean of the contrastive loss column ``loss`` (a recipe's ``contrastive_loss``: one
+    direction's or the mean of both directions' InfoNCE, whose collapsed value is ln(batch)) over the
+    last ``window`` logged steps when it sits at ln(batch) (:func:`_at_ln_batch`: nothing is being
+    aligned); ``None`` otherwise or without that column."""
+    _, mean = _contrastive_tail(history, window, loss)
     if mean is None or batch_size < 2:
         return None
     return mean if _at_ln_batch(mean, batch_size, tolerance) else None
@@ -290,21 +345,27 @@ def contrastive_plateau(history: list[dict], batch_size: int, window: int = 50, 
 
 def contrastive_summary(folder: Path, window: int = 50) -> str | None:
     """One line on how far a checkpoint's contrastive loss got: its mean over the last ``window``
-    logged steps against ln(batch), from ``log.csv`` and ``run.json``; ``None`` without a log."""
+    logged steps against ln(batch), from ``log.csv``, ``run.json`` and the method's recipe;
+    ``None`` without a log."""
+    from g2d_bench.checkpoints import folder_method
+    from g2d_bench.methods import METHODS
+
     folder = Path(folder)
     if not (folder / LOG_NAME).exists() or not (folder / "run.json").exists():
         return None
+    method = folder_method(folder)
+    loss = METHODS.get(method).get_recipe().contrastive_loss if method in METHODS else "vla"
     history = _read_history(folder / LOG_NAME, 10**12)
     run = json.loads((folder / "run.json").read_text())
     batch = run["engine"].get("batch_size") or run["optimisation"].get("batch_size")
-    tail, mean = _vla_tail(history, window)
+    tail, mean = _contrastive_tail(history, window, loss)
     if mean is None or not batch:
         return None
-    if contrastive_plateau(history, batch, window) is not None:
+    if contrastive_plateau(history, batch, window, loss=loss) is not None:
         verdict = "collapsed: nothing aligned"
     else:
         verdict = "below it: aligning" if mean < math.log(batch) else "above it: not aligned"
-    return f"contrastive loss, mean of steps {tail[0]['step']}-{tail[-1]['step']}: {mean:.3f} (ln(batch {batch}) = {math.log(batch):.3f}; {verdict})"
+    return f"contrastive loss ({loss}), mean of steps {tail[0]['step']}-{tail[-1]['step']}: {mean:.3f} (ln(batch {batch}) = {math.log(batch):.3f}; {verdict})"
 
 
 def pretrain(config: PretrainConfig, home: Path | None = None) -> Path:
@@ -313,9 +374,9 @@ def pretrain(config: PretrainConfig, home: Path | None = None) -> Path:
     from torch.utils.data import DataLoader
     from tqdm.auto import tqdm
 
-    from g2d_bench.methods import PRETRAIN_RECIPES
+    from g2d_bench.methods import METHODS
 
-    recipe: Recipe = PRETRAIN_RECIPES.get(config.method)
+    recipe: Recipe = METHODS.get(config.method).get_recipe()
     method_config = recipe.make_config(config.profile, config.scale, config.method_overrides)
     opt = recipe.optimisation(method_config)
     batch_size = config.batch_size or opt["batch_size"]
@@ -331,15 +392,16 @@ def pretrain(config: PretrainConfig, home: Path | None = None) -> Path:
     model = recipe.build(method_config, reports).to(device)
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    dataset = PairDataset(images, reports, recipe.augmentations(method_config), config.seed)
+    text_transform = getattr(recipe, "text_transform", None)
+    dataset = PairDataset(images, reports, recipe.augmentations(method_config), config.seed,
+                          text_transform(method_config) if text_transform else None)
     steps_per_epoch = len(dataset) // batch_size
     if steps_per_epoch == 0:
         raise G2DBenchError(f"{len(dataset)} training pairs are fewer than one batch of {batch_size}")
     total = config.max_steps or int(math.ceil((config.epochs or opt["epochs"]) * steps_per_epoch))
-    params = [p for p in model.parameters() if p.requires_grad]
     lr = config.lr or opt["lr"]
-    # foreach: the multi-tensor AdamW (CUDA default; ~10 % faster steps on CPU too, same update)
-    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=opt["weight_decay"], betas=tuple(opt.get("betas", (0.9, 0.999))), foreach=True)
+    optimizer = make_optimizer(recipe, model, opt, lr)
+    on_epoch_start, after_backward, after_step = (_hook(recipe, n) for n in ("on_epoch_start", "after_backward", "after_step"))
     # warm-up: a step count, or a fraction of all steps (MGCA code: 40 %)
     warmup = opt.get("warmup_steps", 0) or int(round(opt.get("warmup_fraction", 0.0) * total))
     amp = config.amp if config.amp is not None else device.startswith("cuda")
@@ -375,6 +437,7 @@ def pretrain(config: PretrainConfig, home: Path | None = None) -> Path:
     started, seen = time.time(), 0
     while state["step"] < total:
         dataset.epoch = state["epoch"]
+        on_epoch_start(bare, state["epoch"])
         order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(hash_seed(config.seed, state["epoch"])))
         order = order[: steps_per_epoch * batch_size].view(steps_per_epoch, world, config.grad_accum, local_batch)
         todo = range(state["batch_in_epoch"], min(steps_per_epoch, state["batch_in_epoch"] + total - state["step"]))
@@ -388,7 +451,7 @@ def pretrain(config: PretrainConfig, home: Path | None = None) -> Path:
         for batch_index in todo:
             factor = lr_factor(state["step"], total, opt["schedule"], warmup, opt.get("restart_steps", 0), opt.get("min_lr", 0.0) / lr)
             for group in optimizer.param_groups:
-                group["lr"] = lr * factor
+                group["lr"] = group["initial_lr"] * factor
             optimizer.zero_grad(set_to_none=True)
             for _ in range(config.grad_accum):
                 x, texts = next(batches)
@@ -397,7 +460,7 @@ def pretrain(config: PretrainConfig, home: Path | None = None) -> Path:
                     x = x.contiguous(memory_format=torch.channels_last)
                 tokens = {k: v.to(device) for k, v in bare.tokenize(texts).items()}
                 with torch.autocast(device_type="cuda", enabled=amp and device.startswith("cuda")):
-                    losses = model(x, tokens["input_ids"], tokens["attention_mask"], step=state["step"])
+                    losses = model(x, **tokens, step=state["step"], epoch=state["epoch"])
                 loss = losses["loss"] / config.grad_accum
                 if not _finite_everywhere(loss, world):
                     raise G2DBenchError(
@@ -405,10 +468,14 @@ def pretrain(config: PretrainConfig, home: Path | None = None) -> Path:
                     )
                 (scaler.scale(loss) if scaler else loss).backward()
             if scaler is not None:
+                scaler.unscale_(optimizer)
+            after_backward(bare, state["step"], state["epoch"])
+            if scaler is not None:
                 scaler.step(optimizer)
                 scaler.update()
             else:
                 optimizer.step()
+            after_step(bare, state["step"], state["epoch"])
             state["step"] += 1
             state["batch_in_epoch"] = batch_index + 1
             seen += batch_size
@@ -425,10 +492,11 @@ def pretrain(config: PretrainConfig, home: Path | None = None) -> Path:
             state["epoch"] += 1
             state["batch_in_epoch"] = 0
     bar.close()
-    plateau = contrastive_plateau(history, batch_size)  # [] (None) on ranks other than 0
+    plateau = contrastive_plateau(history, batch_size, loss=recipe.contrastive_loss)  # [] (None) on ranks other than 0
     if plateau is not None:
         log.warning("the contrastive loss ended at %.3f, ln(batch %d) = %.3f: image and text embeddings are not aligned "
-                    "(collapsed towers); see log.csv and docs/g2d.md 'CPU-scale pretraining'", plateau, batch_size, math.log(batch_size))
+                    "(collapsed towers); see %s in log.csv and docs/g2d.md 'CPU-scale pretraining'", plateau, batch_size, math.log(batch_size),
+                    recipe.contrastive_loss)
     if world > 1:
         import torch.distributed as dist
 

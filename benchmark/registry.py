@@ -6,6 +6,7 @@ error; asking for an unknown name answers with the closest registered names.
 """
 from __future__ import annotations
 
+import contextlib
 import difflib
 import importlib
 from typing import Callable, Generic, Iterator, TypeVar
@@ -40,6 +41,16 @@ class Registry(Generic[T]):
             raise G2DBenchError(f"{self.kind} {name!r} is already registered; pick another name")
         self._entries[name] = entry
         self._help[name] = help
+
+    @contextlib.contextmanager
+    def temporarily(self, name: str, entry: T | str, help: str = "") -> Iterator[None]:
+        """Register ``entry`` for the duration of a ``with`` block, then remove it (tests: a test
+        never leaks a registry entry into the next)."""
+        self.register(name, entry, help)
+        try:
+            yield
+        finally:
+            del self._entries[name], self._help[name]
 
     def decorator(self, name: str, help: str = "") -> Callable[[T], T]:
         """``@REGISTRY.decorator("name")`` form of :meth:`register`."""

@@ -94,21 +94,39 @@ def seed_everything(seed: int) -> None:
 _ADAPTERS: dict[tuple, object] = {}
 
 
-def build_adapter(config: RunConfig):
-    """The method adapter for ``config`` (kept for the process: a sweep builds each method once)."""
+def resolve_checkpoint(config: RunConfig) -> str | None:
+    """The checkpoint a run evaluates: ``--checkpoint`` (a folder written by ``g2d-bench pretrain``
+    must name this method), else — for a pretrainable method on SynthCXR at CPU scale — its quick
+    model, pretrained once and cached (:func:`g2d_bench.quick.quick_checkpoint`), else ``None``."""
+    from g2d_bench.method import check_checkpoint_method
+    from g2d_bench.methods import METHODS
+    from g2d_bench.quick import quick_checkpoint
+
+    entry = METHODS.get(config.method)
+    if config.checkpoint:
+        check_checkpoint_method(config.method, config.checkpoint)
+        return config.checkpoint
+    if entry.pretrainable and config.resolved_scale().name == "cpu" and config.data_root is None:
+        return str(quick_checkpoint(config.method, config.home, config.progress))
+    return None
+
+
+def build_adapter(config: RunConfig, device: str | None = None):
+    """The method adapter for ``config``, prepared for frozen use on ``device``
+    (:meth:`~g2d_bench.adapter.MethodAdapter.prepare`) and kept for the process: a sweep builds each
+    method once, and tasks never change it."""
     from g2d_bench.methods import METHODS
 
     scale = config.resolved_scale()
-    cache_key = (config.method, config.checkpoint, config.arch or scale.arch, scale.name, config.data_root is None)
+    device = device or config.device or default_device()
+    checkpoint = resolve_checkpoint(config)
+    cache_key = (config.method, checkpoint, config.arch or scale.arch, scale.name, device)
     if cache_key not in _ADAPTERS:
-        factory = METHODS.get(config.method)
-        _ADAPTERS[cache_key] = factory(
-            config.checkpoint,
-            arch=config.arch or (None if config.checkpoint else scale.arch),
-            scale=scale.name,
-            progress=config.progress,
-            home=config.home,
+        adapter = METHODS.get(config.method).build_adapter(
+            checkpoint, arch=config.arch or (None if checkpoint else scale.arch), scale=scale.name,
+            progress=config.progress, home=config.home,
         )
+        _ADAPTERS[cache_key] = adapter.prepare(device)
     return _ADAPTERS[cache_key]
 
 
@@ -129,7 +147,8 @@ def run(config: RunConfig) -> Path:
     _check_overrides(spec, config.overrides)
     scale = config.resolved_scale()
     image_size = int(config.image_size or config.overrides.get("image_size") or scale.image_size or spec.hparams["image_size"].value)
-    adapter = build_adapter(config)
+    device = config.device or default_device()
+    adapter = build_adapter(config, device)
     overrides = {k: v for k, v in config.overrides.items() if k != "image_size"}
     # the scale's own task settings are part of the scale (in the key), not overrides (in the row label)
     scale_settings = {k: v for k, v in scale.task_settings if k in spec.hparams and k not in overrides}
@@ -150,7 +169,8 @@ def run(config: RunConfig) -> Path:
         log.info("skip existing %s", path)
         return path
     body: dict[str, Any] = {
-        "method": {"name": config.method, "arch": adapter.arch, "checkpoint": config.checkpoint, "checkpoint_hash": adapter.checkpoint_hash, "info": adapter.info},
+        "method": {"name": config.method, "arch": adapter.arch, "checkpoint": config.checkpoint, "checkpoint_hash": adapter.checkpoint_hash,
+                   "description": adapter.description, "info": adapter.info},
         "task": spec.describe(),
         "scale": scale.name,
         "provenance": provenance(),
@@ -163,9 +183,7 @@ def run(config: RunConfig) -> Path:
 
     started = time.time()
     data = load_task_data(spec, fraction, image_size, config.data_root, config.progress, config.home)
-    device = config.device or default_device()
     seed_everything(config.seed)
-    adapter.to(device).eval()
     home = config.home or cache_home()
     with tempfile.TemporaryDirectory(prefix="g2d-run-") as workdir:
         ctx = TaskContext(

@@ -50,6 +50,10 @@ class TaskSpec:
     #: what the preprocessed cache must hold besides images: subset of {"labels", "masks", "boxes"}
     needs: frozenset[str] = frozenset({"labels"})
     description: str = ""
+    #: whether a larger value of the task's metrics is better (ranking, best/second marks, the
+    #: direction of the paired bootstrap in g2d_bench.stats); every metric so far (AUC, accuracy,
+    #: Dice, mAP, F1, IoU, recall) is
+    higher_is_better: bool = True
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "hparams", MappingProxyType(dict(self.hparams)))

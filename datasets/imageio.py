@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import io
 from pathlib import Path
+from typing import Mapping
 
 import numpy as np
 
@@ -115,13 +116,17 @@ def write_dicom(
     series_uid: str | None = None,
     sop_uid: str | None = None,
     jpeg: bool = True,
+    headers: Mapping[str, object] | None = None,
 ) -> Path:
     """Write ``image`` (``uint8`` H×W) as an 8-bit MONOCHROME2 DICOM at ``path``; returns the path.
 
     ``jpeg=True`` encapsulates one JPEG Baseline frame (transfer syntax 1.2.840.10008.1.2.4.50, as in
     the RSNA and SIIM releases); ``jpeg=False`` stores raw Explicit VR Little Endian pixels. Missing
-    UIDs are derived deterministically from the patient id and the pixel content. The file is written
-    atomically.
+    UIDs are derived deterministically from the patient id and the pixel content. ``headers`` maps
+    DICOM keywords to values (``{"ViewPosition": "PA", "PixelSpacing": ["0.168", "0.168"]}``), each
+    written with its dictionary VR and stored as given, even where the release's own spelling breaks
+    the VR's rules (RSNA/SIIM write ``PatientAge`` "51" without its unit); they override the defaults
+    above. The file is written atomically.
     """
     from pydicom.dataset import FileDataset, FileMetaDataset
     from pydicom.encaps import encapsulate
@@ -165,7 +170,22 @@ def write_dicom(
     else:
         dataset.PixelData = image.tobytes()
         dataset["PixelData"].VR = "OB"
+    _set_headers(dataset, headers or {}, path)
     path = Path(path)
     with atomic_path(path) as tmp:
         dataset.save_as(tmp, enforce_file_format=True)
     return path
+
+
+def _set_headers(dataset, headers: Mapping[str, object], path: str | Path) -> None:
+    """Set ``headers`` (DICOM keyword → value) on ``dataset`` with each keyword's dictionary VR."""
+    from pydicom import config
+    from pydicom.datadict import dictionary_VR, tag_for_keyword
+    from pydicom.dataelem import DataElement
+
+    for keyword, value in headers.items():
+        tag = tag_for_keyword(keyword)
+        if tag is None:
+            raise G2DBenchError(f"write_dicom: {keyword!r} is not a DICOM keyword (writing {path}); check its spelling")
+        # IGNORE: the releases' values are written as they are, not as the VR's rules would have them
+        dataset[tag] = DataElement(tag, dictionary_VR(tag), value, validation_mode=config.IGNORE)

@@ -1,5 +1,7 @@
 """SIIM-ACR Pneumothorax: ``train-rle.csv`` + nested DICOMs.
 
+- ``train-rle.csv``: header ``ImageId, EncodedPixels``; data rows ``<ImageId>,-1`` or ``<ImageId>,<RLE>``
+  (also read: ``<ImageId>, -1``, the spelling of another circulating copy).
 - Samples: one per unique ``ImageId`` (the CSV has one row per lesion; rows of an image are united);
   ``extra["rles"]`` = that image's lesion RLE strings (empty list for ``-1``); ``labels`` = ``[any
   lesion]`` ("Pneumothorax"); ``patient_id`` = the ImageId (the CSV has no patient column; the split
@@ -41,7 +43,8 @@ class SIIMPneumothorax(Release):
         self.require_images = require_images
 
     def _load_samples(self) -> list[Sample]:
-        # the header is "ImageId, EncodedPixels": skipinitialspace drops the space (REFERENCE.md)
+        # the header is "ImageId, EncodedPixels"; data rows are "<ImageId>,-1" in the release and "<ImageId>, -1"
+        # in another circulating copy: skipinitialspace reads both spellings alike (REFERENCE.md)
         table = read_csv(self, LABELS_CSV, ("ImageId", "EncodedPixels"), skipinitialspace=True, dtype=str)
         ids = table["ImageId"].fillna("").str.strip().tolist()
         codes = table["EncodedPixels"].fillna("").str.strip().tolist()

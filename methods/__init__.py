@@ -1,13 +1,29 @@
-"""Methods: each registered name maps to a factory ``build(checkpoint, *, arch, seed, context) ->
-MethodAdapter`` (see :mod:`g2d_bench.adapter`). Entries are lazy so listing methods imports no torch.
+"""Methods: one :class:`~g2d_bench.method.MethodEntry` per name — its adapter factory
+(``build(checkpoint, *, arch, scale, home, progress) -> MethodAdapter``, see
+:mod:`g2d_bench.adapter`) and, if pretrainable, its recipe (:class:`g2d_bench.pretrain.Recipe`).
+References are lazy, so listing methods imports no torch.
 """
+from g2d_bench.method import MethodEntry
 from g2d_bench.registry import Registry
 
 METHODS: Registry = Registry("method")
-METHODS.register("random", "g2d_bench.methods.baselines:build_random", "random-init torchvision ResNet (default BatchNorm statistics)")
-METHODS.register("g2d", "g2d_bench.methods.g2d.adapter:build", "G2D (NeurIPS 2024): our pretrained folder, an official .pth, or none = CPU-size G2D pretrained on SynthCXR once")
-METHODS.register("imagenet", "g2d_bench.methods.baselines:build_imagenet", "torchvision ImageNet ResNet weights from a local file (--checkpoint)")
 
-#: Pretrainable methods: name → Recipe (see g2d_bench.pretrain.Recipe)
-PRETRAIN_RECIPES: Registry = Registry("pretrainable method")
-PRETRAIN_RECIPES.register("g2d", "g2d_bench.methods.g2d.recipe:RECIPE", "G2D: VLA + pseudo segmentation")
+
+def register(entry: MethodEntry) -> None:
+    """Add ``entry`` to :data:`METHODS` (a duplicate name is an error)."""
+    METHODS.register(entry.name, entry, entry.help)
+
+
+def pretrainable() -> list[str]:
+    """Names of the methods ``g2d-bench pretrain`` can train."""
+    return [name for name in METHODS.names() if METHODS.get(name).pretrainable]
+
+
+register(MethodEntry("random", "g2d_bench.methods.baselines:build_random", example="g2d_bench.methods.baselines:example_random",
+                     help="random-init torchvision ResNet (default BatchNorm statistics)"))
+register(MethodEntry("imagenet", "g2d_bench.methods.baselines:build_imagenet", example="g2d_bench.methods.baselines:example_imagenet",
+                     help="torchvision ImageNet ResNet weights from a local file (--checkpoint)"))
+register(MethodEntry("g2d", "g2d_bench.methods.g2d.adapter:build", recipe="g2d_bench.methods.g2d.recipe:RECIPE",
+                     commands="g2d_bench.methods.g2d.cli:COMMANDS",
+                     help="G2D (NeurIPS 2024): VLA + pseudo segmentation; our pretrained folder or an official .pth "
+                          "(none on SynthCXR: the quick CPU model, pretrained once)"))

@@ -14,7 +14,6 @@ on the training and validation images are computed once per run and reused every
 """
 from __future__ import annotations
 
-import copy
 import logging
 from typing import TYPE_CHECKING, Callable, Sequence
 
@@ -23,7 +22,7 @@ import numpy as np
 from g2d_bench.errors import G2DBenchError
 from g2d_bench.task import Hyper, SplitArrays, TaskContext, TaskResult, TaskSpec
 from g2d_bench.tasks.dense_metrics import MAP_MODES, best_ious, detection_map
-from g2d_bench.tasks.segmentation import FEATURE_CACHE_SOURCE, MIN_STEPS_SOURCE, FeatureCache, batches, epoch_batches, fit_head
+from g2d_bench.tasks.heads import FEATURE_CACHE_SOURCE, MIN_STEPS_SOURCE, FeatureCache, batches, epoch_batches, fit_head
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -66,23 +65,27 @@ COMMON = {
 }
 
 
-def _spec(name: str, dataset: str, description: str) -> TaskSpec:
+def detection_spec(name: str, dataset: str, description: str, family: str = "detection", protocol: str = "mgca-yolov3",
+                   run: str = "g2d_bench.tasks.detection:run", hparams: dict | None = None) -> TaskSpec:
+    """A detection task: G2D's split, mAP@.40:.75 (primary) and AP50 on boxes; the protocol's family
+    function and hyperparameters (default: this module's mgca-yolov3)."""
     return TaskSpec(
         name=name,
         version=1,
-        family="detection",
+        family=family,
         dataset=dataset,
         split="g2d",
-        protocol="mgca-yolov3",
+        protocol=protocol,
         metrics=("map", "ap50"),
         primary="map",
-        run="g2d_bench.tasks.detection:run",
-        hparams=COMMON,
+        run=run,
+        hparams=COMMON if hparams is None else hparams,
         needs=frozenset({"boxes"}),
         description=description,
     )
 
 
+_spec = detection_spec
 RSNA_DET = _spec("rsna-det", "rsna", "RSNA pneumonia detection, YOLOv3 on frozen stages 2-4, mAP@.40:.75 (G2D Table 3)")
 OBJCXR_DET = _spec("objcxr-det", "object-cxr", "Object-CXR foreign objects, YOLOv3 on frozen stages 2-4, mAP@.40:.75 (G2D Table 3)")
 
@@ -160,27 +163,31 @@ def scaled_anchors(image_size: int) -> "torch.Tensor":
     return torch.tensor(COCO_ANCHORS, dtype=torch.float32) * image_size / ANCHOR_BASE
 
 
-def resnet_stages(net: "nn.Module", x: "torch.Tensor") -> list["torch.Tensor"]:
-    """Normalised ``B×3×S×S`` → ``[layer2, layer3, layer4]`` of a torchvision ResNet."""
-    x = net.maxpool(net.relu(net.bn1(net.conv1(x))))
-    f2 = net.layer2(net.layer1(x))
-    f3 = net.layer3(f2)
-    return [f2, f3, net.layer4(f3)]
+#: the encoder outputs the YOLOv3 head reads: strides 8, 16, 32 (ResNet layer2/3/4; MGCA detector)
+HEAD_STAGES = slice(3, 6)
+
+
+def head_stages(encoder: "nn.Module", x: "torch.Tensor") -> list["torch.Tensor"]:
+    """Normalised ``B×3×S×S`` → the encoder's stride-8, 16 and 32 maps (a ResNet's layer2/3/4) of a
+    :meth:`~g2d_bench.adapter.MethodAdapter.trainable_encoder` (outputs at strides 1 … 32)."""
+    return list(encoder(x)[HEAD_STAGES])
 
 
 def build_detector(adapter, num_classes: int = 1, encoder_bn: str = "eval", width: float = 1.0) -> "nn.Module":
-    """A copy of the adapter's backbone (frozen, channels_last) + :func:`make_head` (NCHW). ``model(x)``
-    takes normalised ``B×3×S×S`` (channels_last is fastest) and returns the three raw head maps; the
-    encoder runs without a graph."""
+    """A private copy of the adapter's image encoder (frozen, channels_last) + :func:`make_head` (NCHW).
+    ``model(x)`` takes normalised ``B×3×S×S`` (channels_last is fastest) and returns the three raw
+    head maps; the encoder runs without a graph."""
     import torch
     from torch import nn
 
     if encoder_bn not in ("eval", "train"):
         raise G2DBenchError(f"encoder_bn must be 'eval' or 'train', got {encoder_bn!r}")
-    encoder = copy.deepcopy(adapter.backbone)  # a private copy: BN 'train' must not touch the adapter
+    # the encoder's weights are the adapter's: building it must not shift the head's initialisation draws
+    with torch.random.fork_rng(devices=[]):
+        encoder = adapter.trainable_encoder()
     encoder.requires_grad_(False).to(memory_format=torch.channels_last)  # ENVIRONMENT.md: 2.4x faster on CPU
     with torch.no_grad():
-        channels = [f.shape[1] for f in resnet_stages(encoder.eval(), torch.zeros(1, 3, 64, 64))]
+        channels = [f.shape[1] for f in head_stages(encoder.eval(), torch.zeros(1, 3, 64, 64))]
 
     class Detector(nn.Module):
         def __init__(self):
@@ -194,7 +201,7 @@ def build_detector(adapter, num_classes: int = 1, encoder_bn: str = "eval", widt
 
         def forward(self, x):
             with torch.no_grad():
-                features = resnet_stages(self.encoder, x)
+                features = head_stages(self.encoder, x)
             return self.head(features)
 
     return Detector()
@@ -393,7 +400,7 @@ def train_detector(ctx: TaskContext, model, train: SplitArrays, valid: SplitArra
         return {"val_map": score(predictions, valid, ctx.hp("map_mode"))["map"]}
 
     # no image is augmented: with the encoder frozen, its outputs are the same every epoch
-    cache = FeatureCache(ctx, lambda x: resnet_stages(model.encoder.eval(), x), lambda arrays, index: _images(ctx, arrays, index))
+    cache = FeatureCache(ctx, lambda x: head_stages(model.encoder.eval(), x), lambda arrays, index: _images(ctx, arrays, index))
     cache.add("valid", valid, batch_size)
     cache.add("train", train, batch_size, training_rows=True)
     info = fit_head(ctx, model, train_epoch, validate, "val_map", higher_is_better=True)

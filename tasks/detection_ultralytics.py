@@ -54,20 +54,10 @@ COMMON = {
 
 
 def _spec(name: str, dataset: str, description: str) -> TaskSpec:
-    return TaskSpec(
-        name=name,
-        version=1,
-        family="detection-ultralytics",
-        dataset=dataset,
-        split="g2d",
-        protocol="ultralytics",
-        metrics=("map", "ap50"),
-        primary="map",
-        run="g2d_bench.tasks.detection_ultralytics:run",
-        hparams=COMMON,
-        needs=frozenset({"boxes"}),
-        description=description,
-    )
+    from g2d_bench.tasks.detection import detection_spec
+
+    return detection_spec(name, dataset, description, family="detection-ultralytics", protocol="ultralytics",
+                          run="g2d_bench.tasks.detection_ultralytics:run", hparams=COMMON)
 
 
 RSNA_DET_ULTRALYTICS = _spec("rsna-det-ultralytics", "rsna", "RSNA pneumonia, ultralytics YOLOv8 head on the frozen backbone, mAP@.40:.75")
@@ -163,13 +153,14 @@ def build_model(cfg: dict | str, adapter, nc: int = 1, verbose: bool = False):
     from ultralytics.nn.tasks import DetectionModel
 
     model = DetectionModel(cfg, nc=nc, ch=3, verbose=verbose)
-    weights = backbone_state_dict(adapter.backbone.state_dict())
+    arch, backbone = adapter.torchvision_backbone()
+    weights = backbone_state_dict(backbone.state_dict())
     result = model.load_state_dict(weights, strict=False)
     missing = [k for k in result.missing_keys if k.startswith("model.0.")]
     if missing or result.unexpected_keys:
-        raise G2DBenchError(f"method {adapter.name!r}: backbone weights do not fit the ultralytics TorchVision({adapter.arch}) "
+        raise G2DBenchError(f"method {adapter.name!r}: backbone weights do not fit the ultralytics TorchVision({arch}) "
                             f"layer (missing {missing[:3]}, unexpected {list(result.unexpected_keys)[:3]})")
-    _restore_batchnorm(model, adapter.backbone)
+    _restore_batchnorm(model, backbone)
     model.model[0].register_forward_pre_hook(InputNormalize(adapter.preprocess.mean, adapter.preprocess.std))
     return model
 
@@ -288,7 +279,7 @@ def run(ctx: TaskContext) -> TaskResult:
     import torch
     import yaml
 
-    from g2d_bench.tasks.detection import check_data, per_image, resnet_stages, _valid_boxes
+    from g2d_bench.tasks.detection import check_data, per_image, _valid_boxes
 
     splits = {name: ctx.data(name) for name in ("train", "valid", "test")}
     size = {name: check_data(arrays, name) for name, arrays in splits.items()}
@@ -300,10 +291,11 @@ def run(ctx: TaskContext) -> TaskResult:
     if ctx.adapter.preprocess.channels != 3:
         raise G2DBenchError(f"method {ctx.adapter.name!r} expects {ctx.adapter.preprocess.channels}-channel input; the ultralytics protocol needs 3")
     offline_ultralytics(Path(ctx.cache_dir or ctx.workdir) / "ultralytics-config")
-    with torch.no_grad():
-        channels = tuple(f.shape[1] for f in resnet_stages(copy.deepcopy(ctx.adapter.backbone).cpu().eval(), torch.zeros(1, 3, 64, 64)))
+    # the TorchVision layer rebuilds the backbone by name; its stride-8/16/32 widths from the adapter
+    arch, _ = ctx.adapter.torchvision_backbone()
+    channels = tuple(c for c, stride in ctx.adapter.feature_info() if stride in (8, 16, 32))
     cfg_path = ctx.workdir / "model.yaml"
-    cfg_path.write_text(yaml.safe_dump(model_yaml(ctx.adapter.arch, channels, ctx.hp("head_scale"))))
+    cfg_path.write_text(yaml.safe_dump(model_yaml(arch, channels, ctx.hp("head_scale"))))
     data_yaml = write_yolo_dataset(ctx.workdir / "yolo-data", {"train": splits["train"], "val": splits["valid"]})
     deterministic = torch.are_deterministic_algorithms_enabled()
     ul_logger = logging.getLogger("ultralytics")

@@ -4,17 +4,18 @@ The encoder stays frozen with BatchNorm in eval mode; its global-average-pooled 
 input of one Linear layer trained with AdamW, early-stopped on validation loss, and the best
 head is tested. Because the encoder is frozen and the protocol's evaluation crop is fixed, each
 image is encoded once (``encode="once"``); ``encode="every-epoch"`` re-encodes every batch of every
-epoch like MGCA's loop does and exists for the speed benchmark (scripts/bench_linear.py).
+epoch like MGCA's loop does and exists for the speed benchmark (benchmarks/bench_linear.py).
 """
 from __future__ import annotations
 
-import copy
 import logging
 
 import numpy as np
 
 from g2d_bench.errors import G2DBenchError
 from g2d_bench.task import Hyper, SplitArrays, TaskContext, TaskResult, TaskSpec
+from g2d_bench.tasks.heads import batches, fit_head
+from g2d_bench.tasks.targets import ArgmaxClass, BinaryColumn, CheXpertCompetition, parse_rule
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +54,7 @@ def _spec(name: str, dataset: str, metrics: tuple[str, ...], primary: str, extra
 CHEXPERT_CLS = _spec(
     "chexpert-cls", "chexpert", ("auc",), "auc",
     {
-        "targets": Hyper("chexpert-competition", "REFERENCE.md: 5 competition labels"),
+        "targets": Hyper(CheXpertCompetition(), "REFERENCE.md: 5 competition labels"),
         "uncertain_policy": Hyper("mgca", "REFERENCE.md / MGCA: U-ones Atelectasis, Edema, Pleural Effusion; U-zeros Cardiomegaly, Consolidation"),
         "head": Hyper("multilabel", f"{_MGCA}: BCE, multilabel=True, num_classes 5"),
     },
@@ -62,7 +63,7 @@ CHEXPERT_CLS = _spec(
 RSNA_CLS = _spec(
     "rsna-cls", "rsna", ("auc",), "auc",
     {
-        "targets": Hyper("column:Pneumonia", "RSNA Target"),
+        "targets": Hyper(BinaryColumn("Pneumonia"), "RSNA Target"),
         "head": Hyper("multilabel", f"{_MGCA}: RSNA num_classes 1, multilabel=True (BCE)"),
     },
     "RSNA pneumonia AUC (G2D Table 2)",
@@ -70,37 +71,17 @@ RSNA_CLS = _spec(
 COVIDX_CLS = _spec(
     "covidx-cls", "covidx", ("accuracy", "auc"), "accuracy",
     {
-        "targets": Hyper("argmax", "COVIDx: 3 classes"),
+        "targets": Hyper(ArgmaxClass(), "COVIDx: 3 classes"),
         "head": Hyper("multiclass", f"{_MGCA}: COVIDx num_classes 3, multilabel=False (cross-entropy)"),
     },
     "COVIDx 3-class accuracy (G2D Table 2)",
 )
 
 
-def targets(arrays: SplitArrays, kind: str, uncertain_policy: str | None) -> tuple[np.ndarray, tuple[str, ...]]:
-    """Training targets from the cached raw release labels: (N×K float or N int, names)."""
-    if arrays.labels is None:
-        raise G2DBenchError("linear classification needs labels, but the cached data has none")
-    raw = np.asarray(arrays.labels, dtype=np.float32)
-    names = tuple(arrays.label_names)
-    if kind == "chexpert-competition":
-        from g2d_bench.datasets.chexpert import COMPETITION, competition_labels
-
-        return competition_labels(raw, uncertain_policy or "mgca").astype(np.float32), tuple(COMPETITION)
-    if kind.startswith("column:"):
-        column = kind.split(":", 1)[1]
-        y = np.nan_to_num(raw[:, [names.index(column)]], nan=0.0)
-        return (y > 0.5).astype(np.float32), (column,)
-    if kind == "argmax":
-        return raw.argmax(axis=1).astype(np.int64), names
-    raise ValueError(f"unknown targets kind {kind!r}")
-
-
-def _batches(n: int, batch_size: int, generator):
-    import torch
-
-    order = torch.randperm(n, generator=generator)
-    return [order[i : i + batch_size] for i in range(0, n, batch_size)]
+def targets(arrays: SplitArrays, rule, uncertain_policy: str | None = None) -> tuple[np.ndarray, tuple[str, ...]]:
+    """Training targets from the cached raw release labels by the task's target rule
+    (:mod:`g2d_bench.tasks.targets`, or its name): (N×K float or N int, names)."""
+    return parse_rule(rule)(arrays, {"uncertain_policy": uncertain_policy})
 
 
 def train_head(ctx: TaskContext, features, y: dict, multiclass: bool):
@@ -130,24 +111,22 @@ def train_head(ctx: TaskContext, features, y: dict, multiclass: bool):
                 total += float(loss_fn(head(features("valid", index)), y["valid"][index], reduction="sum"))
         return total / (n_valid * (1 if multiclass else y["valid"].shape[1]))
 
-    best_loss, best_epoch, best_state, stale = float("inf"), -1, copy.deepcopy(head.state_dict()), 0
-    for epoch in range(ctx.hp("max_epochs")):
+    def train_epoch(epoch: int) -> float:
         head.train()
-        for index in _batches(len(y["train"]), ctx.hp("batch_size"), generator):
+        total, seen = 0.0, 0
+        for index in batches(len(y["train"]), ctx.hp("batch_size"), generator):
+            index = torch.as_tensor(index)
             loss = loss_fn(head(features("train", index)), y["train"][index])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-        loss_now = valid_loss()
-        if loss_now < best_loss:
-            best_loss, best_epoch, best_state, stale = loss_now, epoch, copy.deepcopy(head.state_dict()), 0
-        else:
-            stale += 1
-            if stale >= ctx.hp("patience"):
-                break
-    head.load_state_dict(best_state)
+            total, seen = total + float(loss.detach()) * len(index), seen + len(index)
+        return total / max(seen, 1)
+
+    # MGCA: EarlyStopping(monitor='val_loss', patience=10), the best epoch's head is tested
+    info = fit_head(ctx, head, train_epoch, lambda: {"val_loss": valid_loss()}, "val_loss", higher_is_better=False)
     head.eval()
-    return head, {"best_epoch": best_epoch, "epochs_run": epoch + 1, "best_val_loss": best_loss}
+    return head, {"best_epoch": info["best_epoch"], "epochs_run": info["epochs_run"], "best_val_loss": info["best_val_loss"]}
 
 
 def score(y_true: np.ndarray, probs: np.ndarray, names: tuple[str, ...], multiclass: bool) -> tuple[dict, dict]:
@@ -187,12 +166,15 @@ def run(ctx: TaskContext) -> TaskResult:
     from g2d_bench.tasks.features import center_crop, encode, to_tensor
 
     multiclass = ctx.hp("head") == "multiclass"
-    policy = ctx.hp("uncertain_policy") if "uncertain_policy" in ctx.spec.hparams else None
+    rule = parse_rule(ctx.hp("targets"))
+    if rule.multiclass != multiclass:
+        raise G2DBenchError(f"task {ctx.spec.name}: targets {rule} and head {ctx.hp('head')!r} disagree (multiclass or not)")
+    settings = {"uncertain_policy": ctx.hp("uncertain_policy") if "uncertain_policy" in ctx.spec.hparams else None}
     crop = int(ctx.hp("image_size"))
     splits = {name: ctx.data(name) for name in ("train", "valid", "test")}
     y, names = {}, ()
     for name, arrays in splits.items():
-        target, names = targets(arrays, ctx.hp("targets"), policy)
+        target, names = rule(arrays, settings)
         y[name] = torch.as_tensor(target, device=ctx.device)
 
     mode = ctx.hp("encode")
@@ -203,10 +185,9 @@ def run(ctx: TaskContext) -> TaskResult:
             return xs[split][index]
 
     elif mode == "every-epoch":
-        ctx.adapter.eval()
 
         def features(split, index):
-            batch = center_crop(np.asarray(splits[split].images[index.numpy()]), crop)
+            batch = center_crop(np.asarray(splits[split].images[np.asarray(index)]), crop)
             with torch.no_grad():
                 return ctx.adapter.pooled_features(to_tensor(batch, ctx.device).contiguous(memory_format=torch.channels_last))
 

@@ -5,15 +5,16 @@ import os
 import subprocess
 import sys
 
+import pytest
 import torch
 
 
 def test_masks_and_figure(tmp_path):
-    from g2d_bench.methods import PRETRAIN_RECIPES
+    from g2d_bench.methods import METHODS
     from g2d_bench.methods.g2d.checkpoint import save_g2d
     from g2d_bench.methods.g2d.model import build_g2d
 
-    recipe = PRETRAIN_RECIPES.get("g2d")
+    recipe = METHODS.get("g2d").get_recipe()
     torch.manual_seed(0)
     config = recipe.make_config("paper", "cpu", {"image_size": 64, "scratch_layers": 1, "scratch_hidden": 32, "text_max_length": 16,
                                                    "scratch_mlm_steps": 2})
@@ -60,33 +61,44 @@ def test_masks_and_figure(tmp_path):
     assert (tmp_path / "fig.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_quick_g2d_is_pretrained_once_and_reused(tmp_path, monkeypatch):
-    """The main command's path: `--method g2d` without --checkpoint on SynthCXR pretrains the quick
-    CPU G2D once into the cache; later runs reuse it (here with 2 steps instead of 200)."""
-    import g2d_bench.methods.g2d.default as default
+def test_quick_model_is_pretrained_once_and_reused(tmp_path, monkeypatch):
+    """The main command's path: `run --method g2d` without --checkpoint on SynthCXR makes the runner
+    pretrain the recipe's quick CPU model once into the cache; later runs reuse it (here with 2
+    steps instead of the budget's); the adapter factory itself never trains."""
+    from dataclasses import replace
+
     import g2d_bench.pretrain as engine
-    from g2d_bench.methods.g2d.adapter import build
+    from g2d_bench import quick
+    from g2d_bench.errors import G2DBenchError
+    from g2d_bench.methods import METHODS
+    from g2d_bench.methods.g2d.recipe import RECIPE
+    from g2d_bench.runner import RunConfig, resolve_checkpoint
 
     monkeypatch.setenv("G2D_BENCH_SYNTH_N", "60")
-    monkeypatch.setitem(default.QUICK, "max_steps", 2)
-    monkeypatch.setitem(default.QUICK, "batch_size", 8)
-    monkeypatch.setitem(default.QUICK, "overrides", {"scratch_mlm_steps": 2})
+    monkeypatch.setattr(RECIPE, "quick", replace(RECIPE.quick, max_steps=2, batch_size=8, overrides={"scratch_mlm_steps": 2}))
     calls = []
     original = engine.pretrain
     monkeypatch.setattr(engine, "pretrain", lambda *a, **k: calls.append(1) or original(*a, **k))
-    first = build(None, scale="cpu", home=tmp_path)
-    again = build(None, scale="cpu", home=tmp_path)
-    assert calls == [1]  # the second adapter came from the cache
-    assert first.checkpoint_hash == again.checkpoint_hash and first.arch == "resnet18"
-    folder = next((tmp_path / "pretrained").iterdir())
+    with pytest.raises(G2DBenchError, match="needs --checkpoint"):
+        METHODS.get("g2d").build_adapter(None, scale="cpu", home=tmp_path)
+    assert calls == []  # building an adapter never starts training
+    config = RunConfig(method="g2d", task="siim-seg", fraction=0.01, home=tmp_path, progress=False)
+    first = resolve_checkpoint(config)
+    again = resolve_checkpoint(config)
+    assert calls == [1] and first == again  # the second run found the cached model
+    adapter = METHODS.get("g2d").build_adapter(first)
+    assert adapter.arch == "resnet18"
+    folder = next(p for p in (tmp_path / "pretrained").iterdir() if p.is_dir())
     assert (folder / "weights.safetensors").exists() and (folder / "last.pt").exists()
     # a different budget is a different model, in its own folder
-    monkeypatch.setitem(default.QUICK, "max_steps", 3)
-    other = default.quick_checkpoint(home=tmp_path)
+    monkeypatch.setattr(RECIPE, "quick", replace(RECIPE.quick, max_steps=3))
+    other = quick.quick_checkpoint("g2d", home=tmp_path)
     assert other != folder and calls == [1, 1]
     # so is the same budget after a code change that the version marks
-    monkeypatch.setattr(default, "QUICK_VERSION", default.QUICK_VERSION + 1)
-    assert default.quick_checkpoint(home=tmp_path) not in (folder, other) and calls == [1, 1, 1]
+    monkeypatch.setattr(RECIPE, "quick", replace(RECIPE.quick, version=RECIPE.quick.version + 1))
+    assert quick.quick_checkpoint("g2d", home=tmp_path) not in (folder, other) and calls == [1, 1, 1]
+    # no quick model on real data or at paper scale: those need --checkpoint
+    assert resolve_checkpoint(replace(config, scale="paper")) is None
 
 
 def test_pretrain_command_writes_a_checkpoint_that_runs_as_a_method(tmp_path):

@@ -8,54 +8,38 @@ import torch
 
 from g2d_bench.adapter import Capability, MethodAdapter
 from g2d_bench.datasets import DATASETS
-from g2d_bench.methods import METHODS, PRETRAIN_RECIPES
+from g2d_bench.methods import METHODS, pretrainable
 from g2d_bench.registry import resolve_reference
 from g2d_bench.tasks import TASKS
 
 REPORTS = ["FINDINGS: small right pneumothorax. IMPRESSION: pneumothorax.", "FINDINGS: no effusion. IMPRESSION: normal chest.",
            "FINDINGS: left lower lobe opacity. IMPRESSION: pneumonia.", "FINDINGS: heart is enlarged. IMPRESSION: cardiomegaly."]
-TINY_G2D = {"scratch_layers": 1, "scratch_hidden": 32, "scratch_heads": 2, "text_max_length": 16, "image_size": 64,
-            "scratch_mlm_steps": 2}
-STAGE_CHANNELS = {"resnet18": (64, 128, 256, 512), "resnet50": (256, 512, 1024, 2048)}
 
 
-def _imagenet(tmp_path):
-    import torchvision
+def tiny_build_args(name: str, folder) -> dict:
+    """Factory arguments of a tiny instance of any registered method, from its registry entry: a
+    pretrainable method's recipe builds its ``tiny`` model (random weights), exported as a checkpoint
+    folder; any other method declares an ``example``."""
+    from g2d_bench.pretrain import export_model
 
-    path = tmp_path / "resnet18.pth"
-    torch.save(torchvision.models.resnet18(weights=None).state_dict(), path)
-    return {"checkpoint": str(path)}
-
-
-def _g2d(tmp_path):
-    from g2d_bench.methods.g2d.checkpoint import save_g2d
-    from g2d_bench.methods.g2d.model import build_g2d
-
-    recipe = PRETRAIN_RECIPES.get("g2d")
+    entry = METHODS.get(name)
+    if not entry.pretrainable:
+        return entry.get_example()(folder)
+    recipe = entry.get_recipe()
+    config = recipe.make_config("paper", "cpu", recipe.tiny)
     torch.manual_seed(0)
-    model = build_g2d(recipe.make_config("paper", "cpu", TINY_G2D), REPORTS * 4)
-    return {"checkpoint": str(save_g2d(model, tmp_path / "g2d"))}
+    model = recipe.build(config, REPORTS * 4)
+    return {"checkpoint": str(export_model(model, recipe, config, folder / name))}
 
 
-#: how to build each registered method cheaply (a new method must add its entry here)
-BUILD_ARGS = {
-    "random": lambda tmp_path: {"arch": "resnet18"},
-    "imagenet": _imagenet,
-    "g2d": _g2d,
-}
-
-
-def test_every_method_has_contract_arguments():
-    assert set(METHODS.names()) == set(BUILD_ARGS)
-
-
-@pytest.fixture(scope="module", params=sorted(BUILD_ARGS))
+@pytest.fixture(scope="module", params=METHODS.names())
 def adapter(request, tmp_path_factory):
     torch.set_num_threads(1)
-    kwargs = BUILD_ARGS[request.param](tmp_path_factory.mktemp(request.param))
+    kwargs = tiny_build_args(request.param, tmp_path_factory.mktemp(request.param))
     checkpoint = kwargs.pop("checkpoint", None)
-    built = METHODS.get(request.param)(checkpoint, **kwargs)
-    again = METHODS.get(request.param)(checkpoint, **kwargs)
+    entry = METHODS.get(request.param)
+    built = entry.build_adapter(checkpoint, **kwargs)
+    again = entry.build_adapter(checkpoint, **kwargs)
     return built.eval(), again.eval()
 
 
@@ -69,23 +53,37 @@ def test_adapter_shapes_finite_and_deterministic(adapter):
     x = images()
     with torch.no_grad():
         feats = a.stage_features(x)
-        assert [f.shape[1] for f in feats] == list(STAGE_CHANNELS[a.arch])
-        assert [f.shape[-1] for f in feats] == [16, 8, 4, 2]  # strides 4, 8, 16, 32 at 64 px
+        info = a.feature_info()
+        assert [(f.shape[1], 64 // f.shape[-1]) for f in feats] == list(info)
+        assert [stride for _, stride in info] == sorted({stride for _, stride in info})  # finest first, distinct
         pooled = a.pooled_features(x)
-        assert pooled.shape == (2, STAGE_CHANNELS[a.arch][-1]) and torch.isfinite(pooled).all()
+        assert pooled.shape == (2, info[-1][0]) and torch.isfinite(pooled).all()
         assert torch.equal(pooled, a.pooled_features(x)) and torch.allclose(pooled, b.pooled_features(x))
 
 
-def test_backbone_loads_into_an_smp_unet_encoder(adapter):
-    import segmentation_models_pytorch as smp
+def test_trainable_encoder_is_a_private_copy_that_fits_an_smp_unet(adapter):
+    from segmentation_models_pytorch.decoders.unet.decoder import UnetDecoder
 
     a, _ = adapter
-    unet = smp.Unet(a.arch, encoder_weights=None, classes=1)
-    state = {k: v for k, v in a.backbone.state_dict().items() if not k.startswith("fc.")}
-    unet.encoder.load_state_dict(state, strict=True)
+    x = images()
+    with torch.no_grad():
+        before = a.pooled_features(x)
+        encoder = a.trainable_encoder()
+        assert encoder.training and all(p.requires_grad for p in encoder.parameters())
+        outputs = encoder.eval()(a.normalize(x))
+        assert [o.shape[1] for o in outputs] == list(encoder.out_channels)
+        assert [64 // o.shape[-1] for o in outputs] == [1, 2, 4, 8, 16, 32]
+        # its last stages are the adapter's own dense maps
+        for out, feat in zip(outputs[-len(a.feature_info()):], a.stage_features(x)):
+            torch.testing.assert_close(out, feat)
+        for p in encoder.parameters():  # what a task does to its copy never reaches the adapter
+            p.add_(1.0)
+        assert torch.equal(a.pooled_features(x), before)
+    decoder = UnetDecoder(encoder_channels=encoder.out_channels, decoder_channels=(256, 128, 64, 32, 16), n_blocks=5)
+    assert decoder(encoder(a.normalize(x))).shape[-1] == 64
     if a.has(Capability.DECODER):
-        missing, unexpected = unet.load_state_dict(a.decoder_state_dict(), strict=False)
-        assert not unexpected and all(k.startswith("encoder.") for k in missing)
+        state = {k.removeprefix("decoder."): v for k, v in a.decoder_state_dict().items() if k.startswith("decoder.")}
+        decoder.load_state_dict(state, strict=True)
 
 
 def test_text_capabilities_give_unit_vectors_in_one_space(adapter):
@@ -104,15 +102,16 @@ def test_text_capabilities_give_unit_vectors_in_one_space(adapter):
             assert d.shape[:2] == (2, t.shape[1]) and torch.allclose(d.norm(dim=1), torch.ones_like(d[:, 0]), atol=1e-4)
 
 
-@pytest.mark.parametrize("name", PRETRAIN_RECIPES.names())
+@pytest.mark.parametrize("name", pretrainable())
 def test_pretraining_backward_touches_every_trainable_parameter(name):
     torch.set_num_threads(1)
-    recipe = PRETRAIN_RECIPES.get(name)
-    config = recipe.make_config("paper", "cpu", TINY_G2D if name == "g2d" else {})
+    recipe = METHODS.get(name).get_recipe()
+    config = recipe.make_config("paper", "cpu", recipe.tiny)
     torch.manual_seed(0)
     model = recipe.build(config, REPORTS * 4)
     tokens = model.tokenize(REPORTS)
-    out = model(images(4), tokens["input_ids"], tokens["attention_mask"], step=10_000)
+    size = config.image_size if hasattr(config, "image_size") else 64
+    out = model(images(4, size), **tokens, step=10_000, epoch=10)
     assert torch.isfinite(out["loss"]) and out["loss"].ndim == 0
     out["loss"].backward()
     untouched = [n for n, p in model.named_parameters() if p.requires_grad and (p.grad is None or not p.grad.abs().sum() > 0)]

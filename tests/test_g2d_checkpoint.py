@@ -9,7 +9,7 @@ from g2d_bench.methods.g2d.adapter import build, load_g2d_adapter
 from g2d_bench.methods.g2d.checkpoint import load_g2d, load_official_checkpoint, save_g2d
 from g2d_bench.methods.g2d.config import G2DConfig
 from g2d_bench.methods.g2d.model import build_g2d
-from g2d_bench.methods.g2d.text import save_text
+from g2d_bench.methods.common.text import save_text
 
 REPORTS = ["No acute process.", "Left pleural effusion.", "Right upper lobe nodule.", "Mild cardiomegaly."]
 #: the official profile at CPU size; a 12-layer text tower so the official freeze of 9 layers applies
@@ -157,11 +157,9 @@ def test_engine_pretrains_g2d_and_its_checkpoint_loads_as_a_method(tmp_path, mon
     import numpy as np
 
     import g2d_bench.pretrain as engine
-    from g2d_bench.methods import PRETRAIN_RECIPES
+    from g2d_bench.methods import METHODS
     from g2d_bench.methods.g2d.recipe import RECIPE
 
-    if "g2d" not in PRETRAIN_RECIPES:
-        PRETRAIN_RECIPES.register("g2d", RECIPE)
     images = np.random.default_rng(0).integers(0, 255, (8, 80, 80), dtype=np.uint8)
     reports = [REPORTS[i % 4] for i in range(8)]
     monkeypatch.setattr(engine, "load_pairs", lambda config, size, home=None: (images, reports, {"fake": True}))
@@ -171,7 +169,7 @@ def test_engine_pretrains_g2d_and_its_checkpoint_loads_as_a_method(tmp_path, mon
     out = engine.pretrain(engine.PretrainConfig(method="g2d", out=tmp_path / "run", scale="cpu", max_steps=2,
                                                 batch_size=4, progress=False, channels_last=False,
                                                 method_overrides=overrides))
-    adapter = RECIPE.adapter(out)
+    adapter = METHODS.get("g2d").build_adapter(out)
     assert adapter.arch == "resnet18" and adapter.has(Capability.DENSE_TEXT)
     assert adapter.info["config"]["scale"] == "cpu"
     with torch.no_grad():

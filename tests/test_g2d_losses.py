@@ -4,9 +4,9 @@ import math
 import pytest
 import torch
 
+from g2d_bench.methods.common.contrastive import info_nce
 from g2d_bench.methods.g2d.losses import (
     DICE_SMOOTH,
-    info_nce,
     pa_loss,
     reconstruction_loss,
     soft_dice_loss,

@@ -291,7 +291,7 @@ def test_paper_size_forward_backward():
     batch 2: one forward/backward with 3 heads (paper) and with 4 heads (official), sharing the
     towers (only the attention pool differs)."""
     from g2d_bench.methods.g2d.model import G2D, build_image_model
-    from g2d_bench.methods.g2d.text import build_text_tower
+    from g2d_bench.methods.common.text import build_text_tower
 
     base = G2DConfig(text_model="scratch", scratch_layers=12, scratch_hidden=768, scratch_heads=12,
                      freeze_layers=9, text_max_length=64)
@@ -313,7 +313,7 @@ def test_paper_size_forward_backward():
 
 
 def test_scratch_bert_mlm_pretraining_learns_the_corpus_deterministically():
-    from g2d_bench.methods.g2d.text import build_scratch_text, mlm_pretrain
+    from g2d_bench.methods.common.text import build_scratch_text, mlm_pretrain
 
     cfg = tiny_cfg()
     torch.manual_seed(0)

@@ -1,8 +1,6 @@
 import csv
-import json
 
 import pandas as pd
-import pytest
 
 from g2d_bench.leaderboard import build_table, to_csv, to_latex, to_markdown
 from g2d_bench.records import RunKey, is_complete, iter_records, record_path, write_record

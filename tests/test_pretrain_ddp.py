@@ -16,8 +16,8 @@ SCRIPT = textwrap.dedent(
     sys.path.insert(0, {tests!r})
     import g2d_bench.pretrain as engine
     from g2d_bench.errors import G2DBenchError
-    from g2d_bench.methods import PRETRAIN_RECIPES
-    from test_pretrain_engine import TinyRecipe
+    from g2d_bench.methods import METHODS
+    from test_pretrain_engine import TinyRecipe, tiny_entry
 
     class KeepModel(TinyRecipe):
         def build(self, config, corpus):
@@ -25,7 +25,7 @@ SCRIPT = textwrap.dedent(
             return self.model
 
     recipe = KeepModel()
-    PRETRAIN_RECIPES.register("tiny", recipe)
+    METHODS.register("tiny", tiny_entry(recipe))  # this process ends with the script
     rng = np.random.default_rng(0)
     images = rng.integers(0, 255, (24, 16, 16), dtype=np.uint8)
     reports = [f"finding {{i % 5}} side {{i % 3}}" for i in range(24)]

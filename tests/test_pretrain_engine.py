@@ -8,7 +8,8 @@ import torch
 
 import g2d_bench.pretrain as engine
 from g2d_bench.errors import G2DBenchError
-from g2d_bench.methods import PRETRAIN_RECIPES
+from g2d_bench.method import MethodEntry
+from g2d_bench.methods import METHODS
 from g2d_bench.pretrain import PretrainConfig, lr_factor, pretrain
 
 
@@ -32,7 +33,7 @@ class TinyModel(torch.nn.Module):
         ids = torch.tensor([[sum(map(ord, w)) % 50 for w in (t.split() + ["pad"] * 4)[:4]] for t in texts])
         return {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
 
-    def forward(self, images, input_ids, attention_mask, step):
+    def forward(self, images, input_ids, attention_mask, step, epoch=0):
         img = torch.nn.functional.normalize(self.drop(self.conv(images).mean((2, 3))), dim=1)
         txt = torch.nn.functional.normalize(self.words(input_ids), dim=1)
         logits = img @ txt.T / 0.07
@@ -50,6 +51,9 @@ def _rank() -> int:
 
 class TinyRecipe:
     name = "tiny"
+    quick = None
+    tiny: dict = {}
+    contrastive_loss = "loss"
 
     def make_config(self, profile, scale, overrides):
         return TinyConfig(**overrides)
@@ -70,18 +74,25 @@ class TinyRecipe:
     def save_extra(self, model, folder):
         (folder / "extra.txt").write_text("tiny")
 
-    def adapter(self, checkpoint):
-        raise NotImplementedError
+
+def _no_adapter(checkpoint, **_):
+    raise NotImplementedError
+
+
+def tiny_entry(recipe=None) -> MethodEntry:
+    """A method entry for the tiny stand-in (registered only for the duration of a test)."""
+    return MethodEntry("tiny", _no_adapter, recipe=recipe or TinyRecipe())
 
 
 @pytest.fixture(autouse=True)
 def tiny(monkeypatch):
-    if "tiny" not in PRETRAIN_RECIPES:
-        PRETRAIN_RECIPES.register("tiny", TinyRecipe())
     rng = np.random.default_rng(0)
     images = rng.integers(0, 255, (20, 16, 16), dtype=np.uint8)
     reports = [f"finding {i % 5} side {i % 3}" for i in range(20)]
     monkeypatch.setattr(engine, "load_pairs", lambda config, size, home=None: (images, reports, {"fake": True}))
+    with METHODS.temporarily("tiny", tiny_entry()):
+        yield
+    assert "tiny" not in METHODS
 
 
 def config(out, **kw):
@@ -142,7 +153,7 @@ def test_gradient_accumulation_matches_big_batch_without_dropout(tmp_path, monke
         assert torch.allclose(value, weights(tmp_path / "acc")[key], atol=1e-6), key
 
 
-def _forward_no_dropout_mean(self, images, input_ids, attention_mask, step):
+def _forward_no_dropout_mean(self, images, input_ids, attention_mask, step, epoch=0):
     # per-sample loss (no in-batch negatives), so 2 × half-batch accumulation equals the full batch
     img = self.conv(images).mean((2, 3))
     txt = self.words(input_ids)

@@ -1,7 +1,6 @@
 import random
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from g2d_bench.datasets.base import Release, Sample

@@ -28,7 +28,7 @@ from g2d_bench.errors import G2DBenchError
 log = logging.getLogger(__name__)
 
 #: Bump whenever the world, the populations or the formats change (part of cache keys).
-SYNTH_VERSION = 1
+SYNTH_VERSION = 2
 DATASET_NAMES: tuple[str, ...] = ("mimic-cxr", "chexpert", "rsna", "siim", "nih-cxr14", "covidx", "object-cxr")
 #: Images per dataset of the default world. Downstream sets: 2,000 (a 20 % test split of 400 images
 #: keeps AUC standard errors near 0.02–0.03). Pretraining: 2,000 images ≈ 1,350 frontal train pairs;

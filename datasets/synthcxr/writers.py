@@ -28,6 +28,24 @@ from g2d_bench.datasets.synthcxr.world import jitter_body, sample_body
 #: JPEG quality of the JPEG releases (MIMIC-CXR-JPG was written at quality 95, Johnson et al. 2019).
 JPEG_QUALITY = 95
 
+#: Detector pixel spacings (mm) of the NIH ChestX-ray14 originals, spelled as the release spells them, with
+#: the commonest original size (width, height) at each. RSNA's and SIIM's DICOMs are NIH images, and their
+#: PixelSpacing takes the same values (Data_Entry_2017_v2020.csv and
+#: kaggle_stage_2_train_images_dicom_headers.csv.gz, both in the torchxrayvision wheel).
+DETECTORS: dict[str, tuple[int, int]] = {
+    "0.139": (3056, 2544), "0.14300000000000002": (2992, 2991), "0.168": (2500, 2048), "0.171": (2500, 2048),
+    "0.19431099999999998": (2021, 2021),
+}
+#: Images per (view, spacing) in Data_Entry_2017_v2020.csv; spacings below 1 % of a view left out.
+DETECTOR_COUNTS: dict[str, dict[str, int]] = {
+    "AP": {"0.139": 15382, "0.168": 24638, "0.171": 4715},
+    "PA": {"0.139": 4709, "0.14300000000000002": 39846, "0.168": 11165, "0.171": 5264, "0.19431099999999998": 6106},
+}
+#: UID root of the RSNA and SIIM DICOMs (DCMTK's; both releases were converted with it).
+KAGGLE_UID_ROOT = "1.2.276.0.7230010.3.1"
+#: PatientAge of the RSNA DICOMs: mean 47.0, SD 16.8 years (the wheel's header table); adults only here.
+KAGGLE_AGE = (47.0, 16.8, 18, 92)
+
 
 def _hex(rng: np.random.Generator, digits: int) -> str:
     return "".join(f"{int(v):x}" for v in rng.integers(0, 16, digits))
@@ -40,6 +58,71 @@ def _unique(rng: np.random.Generator, low: int, high: int, count: int) -> list[i
         for v in rng.integers(low, high, count):
             out.setdefault(int(v), None)
     return list(out)[:count]
+
+
+def _header_rng(rng: np.random.Generator) -> np.random.Generator:
+    """A generator for header-only values (ages, detectors, UIDs), seeded from the planning generator once
+    every case is planned: the draws before it, hence every image and label, are what they were before
+    these headers were written (SYNTH_VERSION 1)."""
+    return np.random.default_rng(int(rng.integers(2**63)))
+
+
+def _spacing(rng: np.random.Generator, view: str) -> str:
+    """A detector pixel spacing for a frontal ``view`` ("AP"/"PA"), at the release's frequencies."""
+    counts = DETECTOR_COUNTS[view]
+    weights = np.array(list(counts.values()), dtype=np.float64)
+    return list(counts)[int(rng.choice(len(counts), p=weights / weights.sum()))]
+
+
+def _kaggle_age(rng: np.random.Generator) -> int:
+    mean, sd, low, high = KAGGLE_AGE
+    while True:
+        age = int(round(rng.normal(mean, sd)))
+        if low <= age <= high:
+            return age
+
+
+def _uuid4(rng: np.random.Generator) -> str:
+    """A random version-4 UUID string (the RSNA patientId / SIIM PatientID spelling)."""
+    return f"{_hex(rng, 8)}-{_hex(rng, 4)}-4{_hex(rng, 3)}-{'89ab'[int(rng.integers(4))]}{_hex(rng, 3)}-{_hex(rng, 12)}"
+
+
+def _plan_kaggle_headers(rng: np.random.Generator, cases: list[Case], uids: bool) -> None:
+    """Age, detector spacing, PatientID (SIIM) or UIDs (RSNA) of each case's DICOM header, into the case."""
+    side = _header_rng(rng)
+    for c in cases:
+        c.age = _kaggle_age(side)
+        c.meta["pixel_spacing"] = _spacing(side, c.view)
+        if uids:  # RSNA: release-like UIDs (SIIM's are planned with the image: its ImageId is the SOP UID)
+            stamp = f"{int(side.integers(1000, 30000))}.{1517874000 + c.index}"
+            c.meta["uids"] = {kind: f"{KAGGLE_UID_ROOT}.{number}.8323329.{stamp}.{int(side.integers(100000, 999999))}"
+                              for kind, number in (("sop_uid", 4), ("study_uid", 2), ("series_uid", 3))}
+        else:  # SIIM: PatientID is a UUID of its own, not the ImageId
+            c.meta["patient_uuid"] = _uuid4(side)
+
+
+def kaggle_dicom_headers(case: Case, patient_id: str) -> dict[str, object]:
+    """The header elements of an RSNA or SIIM DICOM for ``case`` (keyword → value as the release writes it).
+
+    Both releases are NIH ChestX-ray14 images converted by the same DCMTK tool (UID root
+    1.2.276.0.7230010.3.1, Secondary Capture): the same elements with the same values. Tabulated in
+    kaggle_stage_2_train_images_dicom_headers.csv.gz (torchxrayvision wheel): BodyPartExamined CHEST,
+    ConversionType WSD, Modality CR, PatientAge (years, no unit: "51"), PatientID, PatientSex M/F,
+    PixelSpacing, SamplesPerPixel 1, SeriesNumber 1, InstanceNumber 1, ViewPosition AP/PA, PatientOrientation
+    empty; the others as pydicom prints a release file (dummy StudyDate 19010101, "view: PA" description).
+    ``case.meta["pixel_spacing"]`` is the detector's (the release's 1024-px images are downsampled, their
+    spacing is not rescaled either).
+    """
+    spacing = case.meta["pixel_spacing"]
+    return {
+        "SpecificCharacterSet": "ISO_IR 100", "StudyDate": "19010101", "StudyTime": "000000.00",
+        "AccessionNumber": "", "Modality": "CR", "ConversionType": "WSD", "ReferringPhysicianName": "",
+        "SeriesDescription": f"view: {case.view}", "PatientName": patient_id, "PatientID": patient_id,
+        "PatientBirthDate": "", "PatientSex": "F" if case.female else "M", "PatientAge": str(case.age),
+        "BodyPartExamined": "CHEST", "ViewPosition": case.view, "StudyID": "", "SeriesNumber": "1",
+        "InstanceNumber": "1", "PatientOrientation": "", "PixelSpacing": [spacing, spacing],
+        "LossyImageCompressionMethod": "ISO_10918_1",
+    }
 
 
 def _csv_text(header: list[str], rows: list[list], sep: str = ",") -> str:
@@ -284,9 +367,10 @@ class RSNAWriter(SynthRelease):
                 findings = []
             female = bool(rng.random() < 0.45)
             body = _study_body(rng, _patient_body(rng, female), findings, view)
-            pid = f"{_hex(rng, 8)}-{_hex(rng, 4)}-4{_hex(rng, 3)}-{'89ab'[int(rng.integers(4))]}{_hex(rng, 3)}-{_hex(rng, 12)}"
+            pid = _uuid4(rng)
             cases.append(Case(i, pid, f"stage_2_train_images/{pid}.dcm", pid, view, body, findings, female=female,
                               labels={"Target": float(positive)}))
+        _plan_kaggle_headers(rng, cases, uids=True)
         return cases
 
     @staticmethod
@@ -302,7 +386,8 @@ class RSNAWriter(SynthRelease):
 
         path = root / case.path
         path.parent.mkdir(parents=True, exist_ok=True)
-        write_dicom(path, image, patient_id=case.key)
+        write_dicom(path, image, patient_id=case.key, **case.meta["uids"],
+                    headers=kaggle_dicom_headers(case, patient_id=case.key))
 
     def tables(self, root: Path, cases: list[Case], size: int) -> None:
         rows = []
@@ -331,7 +416,7 @@ class SIIMWriter(SynthRelease):
 
     name = "siim"
     label_space = {"pneumothorax": ("Pneumothorax",)}
-    uid_root = "1.2.276.0.7230010.3.1"  # the UID root of the SIIM release's (anonymised) DICOMs
+    uid_root = KAGGLE_UID_ROOT
 
     def plan(self, rng: np.random.Generator, n: int) -> list[Case]:
         cases = []
@@ -353,6 +438,7 @@ class SIIMWriter(SynthRelease):
             cases.append(Case(i, sop, f"dicom-images-train/{study}/{series}/{sop}.dcm", sop, view, body, findings,
                               female=female, labels={"Pneumothorax": float(positive)},
                               meta={"study_uid": study, "series_uid": series}))
+        _plan_kaggle_headers(rng, cases, uids=False)
         return cases
 
     def write_image(self, root: Path, case: Case, image: np.ndarray) -> None:
@@ -360,8 +446,10 @@ class SIIMWriter(SynthRelease):
 
         path = root / case.path
         path.parent.mkdir(parents=True, exist_ok=True)
-        write_dicom(path, image, patient_id=case.key, study_uid=case.meta["study_uid"],
-                    series_uid=case.meta["series_uid"], sop_uid=case.key)
+        patient = case.meta["patient_uuid"]
+        write_dicom(path, image, patient_id=patient, study_uid=case.meta["study_uid"],
+                    series_uid=case.meta["series_uid"], sop_uid=case.key,
+                    headers=kaggle_dicom_headers(case, patient_id=patient))
 
     def record(self, case: Case, masks: list[np.ndarray]) -> None:
         """One RLE per connected pneumothorax region (several rows per image = several lesions)."""
@@ -379,10 +467,11 @@ class SIIMWriter(SynthRelease):
         case.meta["rles"] = [rle_encode(labels == k) for k in range(1, n)]
 
     def tables(self, root: Path, cases: list[Case], size: int) -> None:
+        # the release: a space after the comma in the header only; data rows "<ImageId>,-1" (REFERENCE.md)
         lines = ["ImageId, EncodedPixels"]
         for c in cases:
             rles = c.meta.get("rles") or ["-1"]
-            lines += [f"{c.key}, {rle}" for rle in rles]
+            lines += [f"{c.key},{rle}" for rle in rles]
         (root / "train-rle.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
 
     def counts(self, cases: list[Case]) -> dict:
@@ -419,14 +508,20 @@ class NIHWriter(SynthRelease):
                 cases.append(Case(len(cases), name, f"images/{name}", str(patient), view, body, findings, split,
                                   female=female, age=age + follow_up // 3, mentions=mentions,
                                   labels={"Finding Labels": L.nih_from_mentions(mentions)}, meta={"follow_up": follow_up}))
+        side = _header_rng(rng)
+        for c in cases:  # OriginalImage*: the detector's original, as in the release (its PNGs are 1024 px)
+            c.meta["pixel_spacing"] = _spacing(side, c.view)
         return cases
 
     def tables(self, root: Path, cases: list[Case], size: int) -> None:
         header = ["Image Index", "Finding Labels", "Follow-up #", "Patient ID", "Patient Age", "Patient Gender",
                   "View Position", "OriginalImage[Width", "Height]", "OriginalImagePixelSpacing[x", "y]"]
-        spacing = f"{0.143 * 2500 / size:.3f}"  # a ~36 cm field of view, like the release's 0.143 mm × 2,500 px
-        rows = [[c.key, "|".join(c.labels["Finding Labels"]) or "No Finding", c.meta["follow_up"], c.patient, c.age,
-                 "F" if c.female else "M", c.view, size, size, spacing, spacing] for c in cases]
+        rows = []
+        for c in cases:
+            spacing = c.meta["pixel_spacing"]
+            width, height = DETECTORS[spacing]
+            rows.append([c.key, "|".join(c.labels["Finding Labels"]) or "No Finding", c.meta["follow_up"], c.patient,
+                         c.age, "F" if c.female else "M", c.view, width, height, spacing, spacing])
         (root / "Data_Entry_2017_v2020.csv").write_text(_csv_text(header, rows), encoding="utf-8")
         for split, name in (("train", "train_val_list.txt"), ("test", "test_list.txt")):
             keys = [c.key for c in cases if c.split == split]

@@ -90,7 +90,7 @@ def _resnet_from(encoder: "nn.Module", arch: str) -> "nn.Module":
     """A plain torchvision ResNet (``fc`` = Identity) with an smp encoder's weights."""
     import torch
 
-    from g2d_bench.methods.baselines import make_resnet
+    from g2d_bench.methods.common.resnet import make_resnet
     from g2d_bench.methods.g2d.checkpoint import uninitialised
 
     net = uninitialised(lambda: make_resnet(arch))
@@ -136,7 +136,7 @@ def load_g2d_adapter(path: str | os.PathLike, text_model: str | None = None) -> 
     """A :class:`G2DAdapter` from a checkpoint folder (:func:`~.checkpoint.save_g2d`), an official
     ``*_checkpoint.pth`` (full model when ``text_model`` names the local text-encoder folder, else
     image side only), ``*_encoder_decoder.pth`` or ``*_encoder.pth``."""
-    from g2d_bench.methods.baselines import load_resnet_weights
+    from g2d_bench.methods.common.resnet import load_resnet_weights
     from g2d_bench.methods.g2d import checkpoint as ck
 
     path = Path(path).expanduser()
@@ -160,15 +160,10 @@ def load_g2d_adapter(path: str | os.PathLike, text_model: str | None = None) -> 
     return _image_only(unet, _resnet_from(unet.encoder, arch), arch, path, layout)
 
 
-def build(checkpoint: str | None = None, *, arch: str | None = None, text_model: str | None = None,
-          scale: str = "paper", progress: bool = False, home: Path | None = None, **_: object) -> G2DAdapter:
-    """Registry factory (``METHODS`` entry ``g2d``). Without ``--checkpoint`` at CPU scale (SynthCXR),
-    the quick CPU G2D is pretrained once and reused (:mod:`.default`)."""
-    if not checkpoint and scale == "cpu":
-        from g2d_bench.methods.g2d.default import quick_checkpoint
-
-        checkpoint = str(quick_checkpoint(progress, home))
-        arch = None  # the quick model fixes its own backbone
+def build(checkpoint: str | None = None, *, arch: str | None = None, text_model: str | None = None, **_: object) -> G2DAdapter:
+    """Registry factory (``METHODS`` entry ``g2d``): a folder written by ``g2d-bench pretrain`` (the
+    runner passes the quick CPU model's folder when no ``--checkpoint`` is given on SynthCXR) or an
+    official file."""
     if not checkpoint:
         raise G2DBenchError("method 'g2d' needs --checkpoint on real data: a folder written by g2d-bench pretrain, or an "
                             "official G2D *_checkpoint.pth / *_encoder_decoder.pth / *_encoder.pth")

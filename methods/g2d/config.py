@@ -14,12 +14,10 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 from g2d_bench.errors import G2DBenchError
+# the scratch-BERT name and Bio_ClinicalBERT (G2D §4.1 "ClinicalBERT"; official config.yaml)
+from g2d_bench.methods.common.text import BIO_CLINICAL_BERT, SCRATCH_TEXT
 
 PROFILE_NAMES = ("paper", "official")
-#: a text model name that builds a small BERT from a config and a WordPiece tokenizer trained on
-#: the report corpus (SynthCXR / CPU runs; no hub access)
-SCRATCH_TEXT = "scratch"
-BIO_CLINICAL_BERT = "emilyalsentzer/Bio_ClinicalBERT"  # G2D §4.1 "ClinicalBERT"; official config.yaml
 
 
 def _choice(owner: str, name: str, value: Any, allowed: tuple) -> None:

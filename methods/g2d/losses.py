@@ -4,19 +4,16 @@ VLA is a symmetric InfoNCE over L2-normalised embeddings at temperature τ = 0.0
 "mean" averages the two directions (default: CLIP's symmetric loss, which §3.1 follows), "sum" adds
 them (official ``clip_loss``), "i2t" keeps image→text only (Eq. 1 as written).
 
-Multi-GPU (``gather="all"``): every rank gathers all ranks' embeddings, puts its own slice back
-with its gradient, and computes the full N×N loss, so every rank reports the single-process loss
-value. Rank r's graph then holds ∂L/∂(its own embeddings) exactly; DistributedDataParallel
-*averages* gradients over W ranks, so the loss is returned as ``W·L − (W−1)·L.detach()`` (value L,
-gradient W·∂L) and the averaged gradient equals the single-process gradient on the union batch
-(tests/test_ddp_loss.py). ``gather="local"`` (official code) uses the local batch only.
+Multi-GPU (``gather="all"``, the default): negatives from every rank, DDP-exact
+(:mod:`g2d_bench.methods.common.contrastive`, tests/test_ddp_loss.py); ``gather="local"`` (official
+code) uses the local batch only.
 """
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 
-from g2d_bench.errors import G2DBenchError
+from g2d_bench.methods.common.contrastive import global_batch, info_nce
 
 #: Dice smoothing, official loss.py ``smooth = 1e-5`` (the paper's Eq. 4 has none)
 DICE_SMOOTH = 1e-5
@@ -24,60 +21,12 @@ DICE_SMOOTH = 1e-5
 OFFICIAL_BCE_WEIGHT = 0.2
 
 
-def _world() -> tuple[int, int]:
-    """(rank, world size); (0, 1) when torch.distributed is not initialised."""
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
-
-
-def gather_keep_local(x: torch.Tensor) -> torch.Tensor:
-    """All ranks' ``x`` (``b×E`` each) concatenated in rank order, ``(W·b)×E``; only this rank's
-    slice carries gradient. Identity without torch.distributed. Local batches must be equal."""
-    import torch.distributed as dist
-
-    rank, world = _world()
-    if world == 1:
-        return x
-    sizes = [torch.zeros(1, dtype=torch.long, device=x.device) for _ in range(world)]
-    dist.all_gather(sizes, torch.tensor([x.shape[0]], device=x.device))
-    if len({int(s) for s in sizes}) != 1:
-        raise G2DBenchError(f"VLA gather='all' needs equal per-rank batches (got {[int(s) for s in sizes]}); use drop_last=True")
-    parts = [torch.empty_like(x) for _ in range(world)]
-    dist.all_gather(parts, x.detach().contiguous())
-    parts[rank] = x
-    return torch.cat(parts)
-
-
-def info_nce(img: torch.Tensor, txt: torch.Tensor, temperature: float = 0.07,
-             reduction: str = "mean") -> torch.Tensor:
-    """Symmetric InfoNCE of paired rows. ``img``, ``txt``: N×E (normalised here) → scalar.
-
-    ``reduction="mean"``: ½(CE(i→t) + CE(t→i)) (CLIP's symmetric form; default);
-    ``"sum"``: CE(i→t) + CE(t→i) (official loss.py); ``"i2t"``: CE(i→t) only (G2D Eq. 1 as
-    written). Each CE is averaged over the N rows.
-    """
-    img, txt = F.normalize(img, dim=-1), F.normalize(txt, dim=-1)
-    logits = img @ txt.T / temperature
-    labels = torch.arange(logits.shape[0], device=logits.device)
-    i2t = F.cross_entropy(logits, labels)
-    if reduction == "i2t":
-        return i2t
-    total = i2t + F.cross_entropy(logits.T, labels)
-    return total / 2 if reduction == "mean" else total
-
-
 def vla_loss(img: torch.Tensor, txt: torch.Tensor, temperature: float = 0.07,
              reduction: str = "mean", gather: str = "all") -> torch.Tensor:
     """VLA loss of the local ``img``/``txt`` embeddings (``b×E``), with negatives from every rank
-    (``gather="all"``, DDP-exact as explained in the module docstring) or the local batch."""
-    _, world = _world()
-    if gather == "local" or world == 1:
-        return info_nce(img, txt, temperature, reduction)
-    loss = info_nce(gather_keep_local(img), gather_keep_local(txt), temperature, reduction)
-    return world * loss - (world - 1) * loss.detach()
+    (``gather="all"``, DDP-exact: :func:`g2d_bench.methods.common.contrastive.global_batch`) or the
+    local batch. ``reduction``: "mean", "sum" or "i2t" (:func:`~g2d_bench.methods.common.contrastive.info_nce`)."""
+    return global_batch(lambda i, t: info_nce(i, t, temperature, reduction), img, txt, gather=gather)
 
 
 def soft_dice_loss(probs: torch.Tensor, target: torch.Tensor, smooth: float = DICE_SMOOTH) -> torch.Tensor:

@@ -110,9 +110,9 @@ class G2D(nn.Module):
         return pa_loss(logits, masks.target.to(logits.device), cfg.pa_loss), diag
 
     def forward(self, images: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                step: int = 0) -> dict[str, torch.Tensor]:
+                step: int = 0, epoch: int = 0) -> dict[str, torch.Tensor]:
         """``images``: B×1×H×W in [0, 1] (augmented by the engine); ``input_ids``/``attention_mask``:
-        B×L from :meth:`tokenize`; ``step``: optimizer steps taken. Returns ``loss`` (VLA + PA, with
+        B×L from :meth:`tokenize`; ``step``: optimizer steps taken (``epoch`` is unused). Returns ``loss`` (VLA + PA, with
         graph), detached ``vla``, ``pa``, ``pa_active`` and diagnostics. Before
         ``cfg.pa_start_step`` (official: 200) the decoder still runs and PA is computed (and
         reported), but left out of ``loss``, as in the official ``trainer.py`` (``loss =
@@ -150,7 +150,7 @@ def build_g2d(cfg: G2DConfig, corpus: Sequence[str] | None = None) -> G2D:
     ``corpus``: the report texts, needed for ``text_model="scratch"`` (WordPiece vocabulary).
     Uses the global torch RNG: seed it for a reproducible initialisation.
     """
-    from g2d_bench.methods.g2d.text import build_text_tower
+    from g2d_bench.methods.common.text import build_text_tower
 
     model = G2D(cfg, build_image_model(cfg), *build_text_tower(cfg, corpus))
     log.info("built G2D (%s profile, %s, %d heads, text %s)", cfg.profile, cfg.arch, cfg.heads, cfg.text_model)
@@ -164,7 +164,7 @@ def build_image_model(cfg: G2DConfig) -> nn.Module:
     ``decoder_loss="none"`` the decoder is frozen (it is never run)."""
     import segmentation_models_pytorch as smp
 
-    from g2d_bench.methods.baselines import RESNETS, load_resnet_weights
+    from g2d_bench.methods.common.resnet import RESNETS, load_resnet_weights
 
     if cfg.arch not in RESNETS:
         raise G2DBenchError(f"G2D arch {cfg.arch!r} is not supported; choose one of {', '.join(RESNETS)}")

@@ -1,9 +1,9 @@
 """Speed of the dense heads: images/s of a segmentation and a detection training step relative to
 the bare frozen-encoder forward pass on the same batches.
 
-    python scripts/bench_dense_heads.py                     # resnet50@224 and resnet18@128
-    python scripts/bench_dense_heads.py --configs resnet18@64 --steps 3
-    python scripts/bench_dense_heads.py --epoch --configs resnet18@96 resnet18@128   # whole epochs
+    python benchmarks/bench_dense_heads.py                     # resnet50@224 and resnet18@128
+    python benchmarks/bench_dense_heads.py --configs resnet18@64 --steps 3
+    python benchmarks/bench_dense_heads.py --epoch --configs resnet18@96 resnet18@128   # whole epochs
 
 For each config it times, on identical random batches (channels_last, CPU threads as set; median
 over batches, the three take turns on each batch):
@@ -72,9 +72,11 @@ def bench(arch: str, size: int, batch: int, steps: int, clock=time.perf_counter)
     masks = [torch.from_numpy((rng.random((batch, 1, size, size)) > 0.9).astype(np.float32)) for _ in xs]
     boxes = [[torch.tensor([[size * 0.2, size * 0.3, size * 0.6, size * 0.7]])] * batch for _ in xs]
 
+    frozen = adapter.trainable_encoder().eval().to(memory_format=torch.channels_last)
+
     def encoder(i):
         with torch.no_grad():
-            det.resnet_stages(adapter.backbone, xs[i])
+            det.head_stages(frozen, xs[i])
 
     unet = seg.build_unet(adapter).to(memory_format=torch.channels_last)
     seg.set_train_mode(unet, True)
@@ -99,7 +101,7 @@ def bench(arch: str, size: int, batch: int, steps: int, clock=time.perf_counter)
         det_opt.step()
 
     with torch.no_grad():  # what the feature cache holds (detection: training images are not augmented)
-        stored = [det.resnet_stages(model.encoder.eval(), x) for x in xs]
+        stored = [det.head_stages(model.encoder.eval(), x) for x in xs]
     model.train()
     seconds = timed({"encoder": encoder, "seg": seg_step, "det": det_step, "det_cached": lambda i: det_step(i, stored)}, steps, clock)
     return {name: batch / s for name, s in seconds.items()} | {

@@ -1,6 +1,6 @@
 """Linear-probe benchmark: encode-once (g2d-bench) vs re-encoding every batch of every epoch (MGCA's loop).
 
-    python scripts/bench_linear.py [--task rsna-cls] [--fraction 0.1] [--epochs 50] [--arch resnet18] [--size 128]
+    python benchmarks/bench_linear.py [--task rsna-cls] [--fraction 0.1] [--epochs 50] [--arch resnet18] [--size 128]
 
 Both variants train the same Linear head with the same seed on the same frozen encoder; the
 script prints wall time of each, the ratio (goal ≥ 20×), and both test AUCs (must agree within

@@ -5,7 +5,7 @@ Default setting: ResNet-18 U-Net, 128 px, batch 32, a 2-layer BERT (hidden 128, 
 template reports), paper mask settings (body mask, 85th percentile, bilateral smoothing). One step =
 forward (mask included) + backward + AdamW update. Usage::
 
-    python scripts/bench_pseudomask.py [--image-size 128] [--batch 32] [--steps 3] [--profile paper] [--threads N]
+    python benchmarks/bench_pseudomask.py [--image-size 128] [--batch 32] [--steps 3] [--profile paper] [--threads N]
 """
 from __future__ import annotations
 

@@ -1,9 +1,9 @@
 #!/usr/bin/env python
 """SynthCXR generation throughput and, optionally, its difficulty probes.
 
-    python scripts/bench_synthcxr.py                       # 2,000 RSNA images at 256 px (DICOM: the slowest)
-    python scripts/bench_synthcxr.py --datasets all --n 500
-    python scripts/bench_synthcxr.py --probe --probe-n 3000 # histogram / raw-pixel probe AUCs per finding
+    python benchmarks/bench_synthcxr.py                       # 2,000 RSNA images at 256 px (DICOM: the slowest)
+    python benchmarks/bench_synthcxr.py --datasets all --n 500
+    python benchmarks/bench_synthcxr.py --probe --probe-n 3000 # histogram / raw-pixel probe AUCs per finding
 
 Throughput is wall time of ``generate`` per dataset (drawing, encoding, label files and the truth
 sidecar), on whatever CPU this runs on; the docs quote the numbers measured on the project's

@@ -1,4 +1,8 @@
-"""G2D's text tower: a Hugging Face encoder (Bio_ClinicalBERT for real runs) or a small scratch BERT.
+"""Text towers shared by the VLP methods: a Hugging Face encoder (Bio_ClinicalBERT for real runs) or a
+small scratch BERT.
+
+The functions read a method config by duck typing (:class:`TextSettings`): every method's config
+names these fields alike (``text_model``, ``text_max_length``, ``freeze_layers``, ``scratch_*``).
 
 - ``text_model`` = a local folder or a hub id: ``transformers.AutoModel`` + ``AutoTokenizer``.
   Nothing is downloaded when ``HF_HUB_OFFLINE=1`` or the hub is unreachable: a hub id that is not
@@ -18,14 +22,31 @@ import os
 import socket
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Protocol, Sequence
 
 from g2d_bench.errors import G2DBenchError
 
 if TYPE_CHECKING:
     from torch import nn
 
-    from g2d_bench.methods.g2d.config import G2DConfig
+#: a text model name that builds a small BERT from a config and a WordPiece tokenizer trained on the
+#: report corpus (SynthCXR / CPU runs; no hub access)
+SCRATCH_TEXT = "scratch"
+#: G2D §4.1 "ClinicalBERT", MGCA and GLoRIA configs: the clinical BERT every method starts from
+BIO_CLINICAL_BERT = "emilyalsentzer/Bio_ClinicalBERT"
+
+
+class TextSettings(Protocol):
+    """The text-tower fields a method config carries (G2D, ConVIRT, GLoRIA and MGCA configs alike)."""
+
+    text_model: str  # hub id, local folder, or SCRATCH_TEXT
+    text_max_length: int
+    freeze_layers: int
+    scratch_layers: int
+    scratch_hidden: int
+    scratch_heads: int
+    scratch_vocab: int
+    scratch_mlm_steps: int
 
 log = logging.getLogger(__name__)
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
@@ -110,7 +131,7 @@ def train_wordpiece(corpus: Sequence[str], vocab_size: int, directory: str | Pat
     return BertTokenizerFast.from_pretrained(str(directory), do_lower_case=True)
 
 
-def build_scratch_text(cfg: "G2DConfig", corpus: Sequence[str]) -> tuple["nn.Module", object]:
+def build_scratch_text(cfg: "TextSettings", corpus: Sequence[str]) -> tuple["nn.Module", object]:
     """A ``BertModel`` from a ``BertConfig`` (random weights) and a WordPiece tokenizer trained on
     ``corpus`` (sizes: ``cfg.scratch_*``; positions: ``cfg.text_max_length``)."""
     from transformers import BertConfig, BertModel
@@ -173,14 +194,12 @@ def mlm_pretrain(model: "nn.Module", tokenizer, corpus: Sequence[str], steps: in
     return losses
 
 
-def build_text_tower(cfg: "G2DConfig", corpus: Sequence[str] | None) -> tuple["nn.Module", object]:
+def build_text_tower(cfg: "TextSettings", corpus: Sequence[str] | None) -> tuple["nn.Module", object]:
     """The text encoder and its tokenizer for ``cfg.text_model``, layers frozen per
     ``cfg.freeze_layers`` and the (unused) pooler frozen."""
-    from g2d_bench.methods.g2d.config import SCRATCH_TEXT
-
     if cfg.text_model == SCRATCH_TEXT:
         if corpus is None:
-            raise G2DBenchError("text_model='scratch' needs the report corpus (build_g2d(cfg, corpus=[...]))")
+            raise G2DBenchError("text_model='scratch' needs the report corpus (recipe.build(config, corpus=[...]))")
         model, tokenizer = build_scratch_text(cfg, corpus)
     else:
         model, tokenizer = load_pretrained_text(cfg.text_model)
@@ -190,7 +209,8 @@ def build_text_tower(cfg: "G2DConfig", corpus: Sequence[str] | None) -> tuple["n
 
 def prepare_text_model(model: "nn.Module", freeze_layers: int) -> None:
     """Freeze encoder layers ``0..freeze_layers-1`` (official main.py ``free_layers``) and the pooler,
-    which G2D never uses (the text embedding is the projected [CLS] of ``last_hidden_state``)."""
+    which no method here uses (G2D, ConVIRT and MGCA embed the [CLS] of ``last_hidden_state``, GLoRIA
+    sums the last four layers), so every trainable parameter gets a gradient."""
     pooler = getattr(model, "pooler", None)
     if pooler is not None:
         pooler.requires_grad_(False)
@@ -220,7 +240,7 @@ def load_text_dir(directory: str | Path, freeze_layers: int) -> tuple["nn.Module
 
     directory = Path(directory)
     if not (directory / "config.json").is_file():
-        raise G2DBenchError(f"{directory} has no config.json; is it the text/ folder of a G2D checkpoint?")
+        raise G2DBenchError(f"{directory} has no config.json; is it the text/ folder of a checkpoint written by g2d-bench pretrain?")
     model = AutoModel.from_config(AutoConfig.from_pretrained(str(directory)))
     prepare_text_model(model, freeze_layers)
     return model, AutoTokenizer.from_pretrained(str(directory))

@@ -1,6 +1,6 @@
 """Cache benchmark: one epoch read from the preprocessed cache vs one epoch decoding the source files.
 
-    python scripts/bench_cache.py [--dataset rsna] [--n 2000] [--size 256]
+    python benchmarks/bench_cache.py [--dataset rsna] [--n 2000] [--size 256]
 
 Generates SynthCXR (in the release's own format) into a temporary folder, builds the cache at
 ``--size`` px, then times both epochs in this one run and prints the ratio (goal ≥ 5×). Both
