@@ -43,14 +43,20 @@ def _setting(text: str) -> tuple[str, object]:
     return key, yaml.safe_load(value)
 
 
-def _add_run_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data-root", help="the unpacked release of the task's dataset (default: SynthCXR, generated on first use)")
+def _add_run_options(p: argparse.ArgumentParser, data_root_help: str = "", repeat_data_root: bool = False) -> None:
+    text = data_root_help or "the unpacked release of the task's dataset (default: SynthCXR, generated on first use)"
+    if repeat_data_root:
+        p.add_argument("--data-root", action="append", default=[], help=text)
+    else:
+        p.add_argument("--data-root", help=text)
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="folder of run records (default: ./runs)")
     p.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
     p.add_argument("--scale", choices=["paper", "cpu"], help="model/input size preset (default: cpu on SynthCXR, paper on real data)")
     p.add_argument("--arch", help="backbone for methods built from scratch (resnet18, resnet50, …)")
     p.add_argument("--image-size", type=int, help="task input size (default: the scale's, else the protocol's 224)")
     p.add_argument("--set", dest="settings", type=_setting, action="append", default=[], metavar="KEY=VALUE", help="override a task setting (see `g2d-bench list tasks -v`)")
+    p.add_argument("--method-option", dest="method_options", type=_setting, action="append", default=[], metavar="KEY=VALUE",
+                   help="an option of the method's loader, e.g. text_model=DIR (the local text-encoder folder of a published checkpoint)")
     p.add_argument("--skip-existing", action="store_true", help="do not rerun a key whose record is complete")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
@@ -80,21 +86,75 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", help="weights of the method: a folder written by g2d-bench pretrain, or a file the method loads")
     _add_run_options(p)
 
-    p = sub.add_parser("sweep", help="run a grid of methods × tasks × fractions × seeds (resumable, shardable)")
-    p.add_argument("--methods", type=_csv(str), required=True)
-    p.add_argument("--tasks", type=_csv(str), required=True)
-    p.add_argument("--fractions", type=_csv(_fraction), default=[0.01, 0.1, 1.0])
-    p.add_argument("--seeds", type=_csv(int), default=[0, 1])
+    p = sub.add_parser("sweep", help="run a grid of methods × tasks × fractions × seeds (resumable, shardable, on SLURM)")
+    p.add_argument("--grid", help="a named grid (smoke, reference, paper) or a grid YAML file; flags below override it")
+    p.add_argument("--methods", type=_csv(str), help="methods (required without --grid)")
+    p.add_argument("--tasks", type=_csv(str), help="tasks (required without --grid)")
+    p.add_argument("--fractions", type=_csv(_fraction), help="label fractions (default: the grid's, else 0.01,0.1,1)")
+    p.add_argument("--seeds", type=_csv(int), help="seeds (default: the grid's, else 0,1)")
     p.add_argument("--checkpoint", action="append", default=[], metavar="METHOD=PATH", help="weights of a method (repeatable)")
-    p.add_argument("--shard", help="i/n: run only every n-th combination starting at i (0 <= i < n), for job arrays")
-    _add_run_options(p)
+    p.add_argument("--shard", help="i/n: run only every n-th combination starting at i (0 <= i < n), for other schedulers' arrays")
+    p.add_argument("--executor", choices=["inline", "local", "slurm"], default="inline",
+                   help="inline: this process; local: submitit worker processes; slurm: a submitit job array")
+    p.add_argument("--shards", type=int, default=8, help="local/slurm: jobs the grid is split into (default 8)")
+    p.add_argument("--partition", help="slurm: partition")
+    p.add_argument("--gpus", type=int, default=0, help="slurm: GPUs per job")
+    p.add_argument("--cpus", type=int, default=2, help="slurm: CPUs per job")
+    p.add_argument("--mem-gb", type=float, default=24, help="slurm: memory per job")
+    p.add_argument("--time", type=int, default=240, help="local/slurm: minutes per job")
+    p.add_argument("--array-parallelism", type=int, default=32, help="slurm: jobs of the array running at once")
+    p.add_argument("--submitit-folder", type=Path, default=Path("submitit"), help="local/slurm: job logs and pickles")
+    _add_run_options(p, data_root_help="release folder, or DATASET=FOLDER (repeatable) for a grid over several datasets",
+                     repeat_data_root=True)
 
-    p = sub.add_parser("leaderboard", help="tables from run records")
-    p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="folder of run records (default: ./runs)")
-    p.add_argument("--format", choices=["md", "latex", "csv"], default="md")
-    p.add_argument("--metric", help="report this metric instead of each task's primary metric")
+    from g2d_bench.leaderboard import add_leaderboard_arguments
+    from g2d_bench.reported import add_compare_reported_arguments
+
+    add_leaderboard_arguments(sub.add_parser("leaderboard", help="tables from run records (one column per task x fraction, or G2D's paper tables)"))
+    add_compare_reported_arguments(sub.add_parser("compare-reported", help="measured cells beside the G2D paper's reported numbers"))
+
+    p = sub.add_parser("regress", help="re-run (or read) a reference grid and fail on metric cells that moved beyond their tolerance")
+    p.add_argument("--reference", type=Path, default=Path("results/reference/smoke.csv"), help="reference CSV (default: results/reference/smoke.csv)")
+    p.add_argument("--runs", type=Path, help="compare these records instead of re-running the reference's grid")
+    p.add_argument("--methods", type=_csv(str), help="check only these methods")
+    p.add_argument("--tasks", type=_csv(str), help="check only these tasks")
+    p.add_argument("--write-reference", action="store_true", help="write --reference from --runs (with --grid and --tolerances) instead of checking")
+    p.add_argument("--grid", help="with --write-reference: the grid the runs came from")
+    p.add_argument("--tolerances", type=Path, default=Path("results/reference/tolerances.yaml"), help="with --write-reference: metric tolerances and their justification")
+    p.add_argument("--no-progress", action="store_true")
+
+    p = sub.add_parser("plot", help="plots from run records (matplotlib PNG/SVG)")
+    p.add_argument("kind", choices=["data-efficiency", "per-class"])
+    p.add_argument("--runs", type=Path, default=DEFAULT_OUT, help="folder of run records (default: ./runs)")
+    p.add_argument("--out", type=Path, default=Path("results/plots"), help="output folder (default: results/plots)")
+    p.add_argument("--task", help="per-class: the task (e.g. cxr14-ft)")
+    p.add_argument("--tasks", type=_csv(str), help="data-efficiency: only these tasks")
+    p.add_argument("--metric", help="data-efficiency: this metric instead of each task's primary")
+    p.add_argument("--svg", action="store_true", help="SVG beside each PNG")
+
+    p = sub.add_parser("figure", help="figures of a method's outputs on a task's test images")
+    figures = p.add_subparsers(dest="figure_command", required=True, parser_class=_Parser)
+    p = figures.add_parser("grounding", help="zero-shot grounding maps: image, heat map, ground-truth outline, prompt (one PNG per image)")
+    p.add_argument("--method", required=True)
+    p.add_argument("--task", default="rsna-ground", help="a grounding task: rsna-ground (default) or siim-ground")
+    p.add_argument("--checkpoint", help="weights of the method (default on SynthCXR: its quick model)")
+    p.add_argument("--out", type=Path, default=Path("figures"), help="output folder (default: ./figures)")
+    p.add_argument("-n", type=int, default=4, help="positive test images to draw, in the manifest's order (default: 4)")
+    p.add_argument("--data-root", help="the unpacked release of the task's dataset (default: SynthCXR)")
+    p.add_argument("--scale", choices=["paper", "cpu"], help="model/input size preset (default: cpu on SynthCXR, paper on real data)")
+    p.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
+    p.add_argument("--image-size", type=int, help="input size (default: the scale's, else the task's 224)")
+    p.add_argument("--set", dest="settings", type=_setting, action="append", default=[], metavar="KEY=VALUE",
+                   help="override a task setting (threshold=90, upsample=nearest, …)")
+    p.add_argument("--no-progress", action="store_true")
+
+    p = sub.add_parser("report", help="one self-contained HTML page: tables, plots, provenance of every cell")
+    p.add_argument("--runs", type=Path, default=DEFAULT_OUT, help="folder of run records (default: ./runs)")
+    p.add_argument("--out", type=Path, required=True, help="output folder (index.html)")
     p.add_argument("--tasks", type=_csv(str), help="only these tasks")
-    p.add_argument("--save", type=Path, help="write the table to this file (atomically) instead of stdout")
+    p.add_argument("--metric", help="this metric instead of each task's primary")
+    p.add_argument("--title", default="g2d-bench report")
+    p.add_argument("--no-embed", action="store_true", help="write the plots beside the page instead of embedding them")
 
     p = sub.add_parser("pretrain", help="pretrain a VLP method (single process, or multi-GPU under torchrun)")
     p.add_argument("--method", default="g2d")
@@ -161,13 +221,14 @@ def cmd_list(args) -> int:
 
 
 def _config(args, method: str, task: str, fraction: float, seed: int, checkpoint: str | None):
+    """The RunConfig of ``run`` from its flags."""
     from g2d_bench.runner import RunConfig
 
     return RunConfig(
         method=method, task=task, fraction=fraction, seed=seed, checkpoint=checkpoint,
         data_root=args.data_root, out=args.out, device=args.device, scale=args.scale, arch=args.arch,
         image_size=args.image_size, overrides=dict(args.settings), skip_existing=args.skip_existing,
-        progress=not args.no_progress,
+        progress=not args.no_progress, method_options=dict(args.method_options),
     )
 
 
@@ -216,16 +277,20 @@ def _print_next_steps(path: Path) -> None:
               f"--seed {key['seed']} && g2d-bench leaderboard --tasks {key['task']}")
 
 
-def cmd_sweep(args) -> int:
-    from g2d_bench.methods import METHODS
-    from g2d_bench.runner import parse_shard, sweep
-    from g2d_bench.tasks import TASKS
+def _sweep_grid(args):
+    """The grid of a ``sweep`` command: ``--grid`` and/or the flags."""
+    from dataclasses import replace
 
-    for name in args.methods:
-        METHODS.get(name)
-    for name in args.tasks:
-        TASKS.get(name)
-    checkpoints = {}
+    from g2d_bench.sweep import Grid, load_grid, validate
+
+    if args.grid:
+        grid = load_grid(args.grid)
+    elif args.methods and args.tasks:
+        grid = Grid(name="cli", methods=tuple(args.methods), tasks=tuple(args.tasks), seeds=(0, 1))
+    else:
+        raise G2DBenchError("sweep needs --grid NAME, or --methods and --tasks")
+    changes = {key: tuple(getattr(args, key)) for key in ("methods", "tasks", "fractions", "seeds") if getattr(args, key)}
+    checkpoints = dict(grid.checkpoints)
     for item in args.checkpoint:
         if "=" not in item:
             raise G2DBenchError(f"--checkpoint in a sweep takes METHOD=PATH, got {item!r}")
@@ -233,28 +298,73 @@ def cmd_sweep(args) -> int:
         if not Path(path).expanduser().exists():
             raise G2DBenchError(f"--checkpoint {path} (for {method}) does not exist")
         checkpoints[method] = path
-    base = _config(args, args.methods[0], args.tasks[0], args.fractions[0], args.seeds[0], None)
-    for path in sweep(base, args.methods, args.tasks, args.fractions, args.seeds, parse_shard(args.shard), checkpoints):
-        print(_summary(path), flush=True)
+    roots = dict(grid.data_roots)
+    for item in args.data_root:
+        if "=" in item:
+            dataset, path = item.split("=", 1)
+            roots[dataset] = path
+        else:  # one folder for every dataset of the grid (a grid over one dataset)
+            from g2d_bench.tasks import TASKS
+
+            roots.update({TASKS.get(t).dataset: item for t in changes.get("tasks", grid.tasks)})
+    if args.method_options:
+        raise G2DBenchError("a sweep takes method options from its grid file (method_options: {METHOD: {KEY: VALUE}}), not --method-option")
+    overrides = {**grid.overrides, **dict(args.settings)}
+    grid = replace(grid, **changes, checkpoints=checkpoints, data_roots=roots, overrides=overrides,
+                   scale=args.scale or grid.scale, image_size=args.image_size or grid.image_size)
+    validate(grid)
+    return grid
+
+
+def cmd_sweep(args) -> int:
+    from tqdm.auto import tqdm
+
+    from g2d_bench.runner import parse_shard
+    from g2d_bench.sweep import ClusterOptions, iter_runs, shard_of, submit, wait
+
+    grid = _sweep_grid(args)
+    if args.executor == "inline":
+        shard = parse_shard(args.shard)
+        total = len(shard_of(grid.combinations(), shard))
+        bar = tqdm(total=total, desc=f"sweep {grid.name}", unit="run", disable=args.no_progress)
+        for path in iter_runs(grid, args.out, shard, device=args.device, skip_existing=args.skip_existing):
+            bar.update(1)
+            bar.write(_summary(path))
+        bar.close()
+        return 0
+    if args.shard:
+        raise G2DBenchError("--shard is for the inline executor; local/slurm split the grid into --shards jobs themselves")
+    options = ClusterOptions(folder=args.submitit_folder, partition=args.partition, gpus_per_node=args.gpus, cpus_per_task=args.cpus,
+                             mem_gb=args.mem_gb, timeout_min=args.time, array_parallelism=args.array_parallelism, shards=args.shards)
+    jobs = submit(grid, args.out, args.executor, options, device=args.device, skip_existing=args.skip_existing)
+    print(f"submitted {len(jobs)} {args.executor} job(s) for {len(grid.combinations())} runs; logs under {args.submitit_folder}", flush=True)
+    for path in wait(jobs, len(grid.combinations()), progress=not args.no_progress):
+        print(_summary(Path(path)))
     return 0
 
 
-def cmd_leaderboard(args) -> int:
-    from g2d_bench.io import atomic_write
-    from g2d_bench.leaderboard import FORMATS, build_table
-    from g2d_bench.records import iter_records
+def _emit(text: str, save: Path | None) -> None:
+    """Print ``text``, or write it to ``save`` atomically."""
+    if save:
+        from g2d_bench.io import atomic_write
 
-    if not args.out.is_dir():
-        raise G2DBenchError(f"no run records under {args.out}; run `g2d-bench run ...` first or pass --out")
-    records = list(iter_records(args.out))
-    if not records:
-        raise G2DBenchError(f"no complete run records under {args.out}")
-    text = FORMATS[args.format](build_table(records, args.metric, args.tasks))
-    if args.save:
-        with atomic_write(args.save) as handle:
+        with atomic_write(save) as handle:
             handle.write(text)
     else:
         print(text, end="")
+
+
+def cmd_leaderboard(args) -> int:
+    from g2d_bench.leaderboard import leaderboard_command
+
+    _emit(leaderboard_command(args), args.save)
+    return 0
+
+
+def cmd_compare_reported(args) -> int:
+    from g2d_bench.reported import compare_reported_command
+
+    _emit(compare_reported_command(args), args.save)
     return 0
 
 
@@ -301,6 +411,87 @@ def cmd_pretrain(args) -> int:
     return 0
 
 
+def _only(args) -> dict[str, set] | None:
+    only = {}
+    if args.methods:
+        only["method"] = set(args.methods)
+    if args.tasks:
+        only["task"] = set(args.tasks)
+    return only or None
+
+
+def cmd_regress(args) -> int:
+    import shlex
+
+    from g2d_bench.regress import provenance, regress, write_reference
+
+    if args.write_reference:
+        import yaml
+
+        from g2d_bench.records import iter_records
+        from g2d_bench.sweep import load_grid
+
+        if not (args.runs and args.grid):
+            raise G2DBenchError("--write-reference needs --runs (the records) and --grid (the grid that made them)")
+        if not args.tolerances.is_file():
+            raise G2DBenchError(f"tolerances file {args.tolerances} does not exist")
+        tolerances = yaml.safe_load(args.tolerances.read_text())["tolerances"]
+        command = "g2d-bench " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+        path = write_reference(iter_records(args.runs), args.reference, tolerances, provenance(load_grid(args.grid).to_dict(), command))
+        print(f"wrote {path} and {path.with_suffix('.json')}")
+        return 0
+    outcome = regress(args.reference, args.runs, _only(args), progress=not args.no_progress)
+    if outcome.ok:
+        print(f"regress: {outcome.checked} cells of {args.reference} within tolerance"
+              + (f" ({outcome.extra} measured cells have no reference)" if outcome.extra else ""))
+        return 0
+    print(f"regress: {len(outcome.moved)} of {outcome.checked} cells moved beyond tolerance, {len(outcome.missing)} missing")
+    print(outcome.table(), end="")
+    return 1
+
+
+def cmd_plot(args) -> int:
+    from g2d_bench import plots
+    from g2d_bench.records import iter_records
+
+    records = list(iter_records(args.runs))
+    if not records:
+        raise G2DBenchError(f"no complete run records under {args.runs}")
+    formats = ("png", "svg") if args.svg else ("png",)
+    if args.kind == "per-class":
+        if not args.task:
+            raise G2DBenchError("plot per-class needs --task (e.g. cxr14-ft)")
+        paths = plots.per_class_bars(records, args.task, args.out, formats=formats)
+    else:
+        from g2d_bench.stats import cell_interval_or_none
+
+        # bands: the test-set bootstrap 95 % CI of each cell (benchmark/stats.py)
+        paths = plots.data_efficiency(records, args.out, metric=args.metric, tasks=args.tasks, formats=formats, cell_ci=cell_interval_or_none)
+    for path in paths:
+        print(path)
+    return 0
+
+
+def cmd_report(args) -> int:
+    from g2d_bench.report import write_report
+    from g2d_bench.stats import cell_interval_or_none
+
+    print(write_report(args.runs, args.out, metric=args.metric, tasks=args.tasks, embed=not args.no_embed, title=args.title,
+                       cell_ci=cell_interval_or_none))
+    return 0
+
+
+def cmd_figure(args) -> int:
+    from g2d_bench.tasks.grounding import figure_grounding
+
+    paths = figure_grounding(args.method, args.task, checkpoint=args.checkpoint, out=args.out, n=args.n, data_root=args.data_root,
+                             scale=args.scale, device=args.device, image_size=args.image_size, overrides=dict(args.settings),
+                             progress=not args.no_progress)
+    for path in paths:
+        print(path)
+    return 0
+
+
 def cmd_method(args) -> int:
     """A method's own subcommand (``g2d-bench g2d masks``): dispatched to its registry entry."""
     from g2d_bench.methods import METHODS
@@ -308,7 +499,9 @@ def cmd_method(args) -> int:
     return METHODS.get(args.command).get_commands().run(args)
 
 
-COMMANDS = {"list": cmd_list, "run": cmd_run, "sweep": cmd_sweep, "leaderboard": cmd_leaderboard, "data": cmd_data, "pretrain": cmd_pretrain}
+COMMANDS = {"list": cmd_list, "run": cmd_run, "sweep": cmd_sweep, "leaderboard": cmd_leaderboard, "data": cmd_data, "pretrain": cmd_pretrain,
+            "regress": cmd_regress, "plot": cmd_plot, "report": cmd_report, "compare-reported": cmd_compare_reported,
+            "figure": cmd_figure}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from g2d_bench.errors import G2DBenchError
-from g2d_bench.io import atomic_write
+from g2d_bench.io import atomic_write, file_lock
 from g2d_bench.task import SplitArrays, TaskSpec
 
 log = logging.getLogger(__name__)
@@ -79,13 +79,18 @@ def ensure_synthcxr(dataset: str, home: Path | None = None, progress: bool = Fal
 
     root = synth_root(home)
     folder = root / dataset
-    if not folder.is_dir():
-        log.info("generating SynthCXR %s under %s (once)", dataset, root)
-        n = synth_count()
-        # two drawing processes when there are two cores and enough images to pay for starting them
-        # (same files either way; 2,000 images: 43.5 s -> 27.4 s for SIIM, 30.7 s -> 22.4 s for MIMIC)
-        workers = 2 if (os.cpu_count() or 1) >= 2 and (n is None or n >= 1000) else 1
-        generate(root, datasets=[dataset], n=n, size=SYNTH_SIZE, seed=SYNTH_SEED, progress=progress, workers=workers)
+    if folder.is_dir():
+        return folder
+    # one process generates; a concurrent sweep on the same cache waits and then finds it (generating
+    # it again would replace the folder under the first one's readers)
+    with file_lock(root / f".{dataset}.lock"):
+        if not folder.is_dir():
+            log.info("generating SynthCXR %s under %s (once)", dataset, root)
+            n = synth_count()
+            # two drawing processes when there are two cores and enough images to pay for starting them
+            # (same files either way; 2,000 images: 43.5 s -> 27.4 s for SIIM, 30.7 s -> 22.4 s for MIMIC)
+            workers = 2 if (os.cpu_count() or 1) >= 2 and (n is None or n >= 1000) else 1
+            generate(root, datasets=[dataset], n=n, size=SYNTH_SIZE, seed=SYNTH_SEED, progress=progress, workers=workers)
     return folder
 
 
@@ -132,7 +137,8 @@ class TaskData:
         from g2d_bench.datasets.splits import fraction_subset
 
         spec = self.release.split_specs()[self.spec.split]
-        out["train_fraction"] = int(fraction_subset(table, self.fraction, self.release, spec).sum())
+        # a test-only manifest (CheXpert 5x200 zero-shot) has no training rows to take a fraction of
+        out["train_fraction"] = int(fraction_subset(table, self.fraction, self.release, spec).sum()) if out["train"] else 0
         return out
 
 

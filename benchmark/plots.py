@@ -131,7 +131,8 @@ def data_efficiency_figures(records: Iterable[dict], metric: str | None = None, 
     for which band). Records without the column's metric are not drawn.
 
     ``cell_ci``: if given, every band is ``cell_ci(records of the cell, metric)`` instead (e.g. a
-    bootstrap over the cell's seeds together from :mod:`g2d_bench.stats`)."""
+    bootstrap over the cell's seeds together from :mod:`g2d_bench.stats`); a figure where it returns
+    ``None`` for some cell falls back to the SD band, and its caption says so."""
     import matplotlib
 
     table, behind = table_with_records(records, metric, tasks)
@@ -143,6 +144,10 @@ def data_efficiency_figures(records: Iterable[dict], metric: str | None = None, 
             if not keys:
                 continue
             use_ci = cell_ci is None and all(record_ci(r, column.metric) is not None for k in keys for r in behind[k])
+            # the caller's intervals, when it has one for every cell of the figure (``None`` = none for
+            # that cell, e.g. a metric its scores cannot reproduce); else the SD band for the whole figure
+            own = {k: cell_ci(behind[k], column.metric) for k in keys} if cell_ci else {}
+            use_own = bool(own) and all(v is not None for v in own.values())
             figure = _new_figure(CURVE_SIZE)
             ax = figure.add_subplot()
             for row in table.rows:
@@ -151,7 +156,7 @@ def data_efficiency_figures(records: Iterable[dict], metric: str | None = None, 
                     continue
                 xs = [f * 100 for f, _, _ in points]
                 ys = [cell.mean * 100 for _, cell, _ in points]
-                bands = [cell_ci(rs, column.metric) if cell_ci else _band(cell, rs, column.metric, use_ci) for _, cell, rs in points]
+                bands = [own[(row, column, f)] if use_own else _band(cell, rs, column.metric, use_ci) for f, cell, rs in points]
                 ax.plot(xs, ys, marker="o", color=colors[row], label=row)
                 ax.fill_between(xs, [lo * 100 for lo, _ in bands], [hi * 100 for _, hi in bands], color=colors[row], alpha=0.2, linewidth=0)
             fractions = table.fractions[column]
@@ -163,7 +168,7 @@ def data_efficiency_figures(records: Iterable[dict], metric: str | None = None, 
             ax.set_title(table.labels[column], fontsize="medium")
             ax.grid(True, alpha=0.3)
             ax.legend(fontsize="small")
-            band = CELL_CI_BAND if cell_ci else CI_BAND if use_ci else SD_BAND
+            band = CELL_CI_BAND if use_own else CI_BAND if use_ci else SD_BAND
             seeds = sorted({len(table.cells[k].values) for k in keys})
             caption = f"{table.labels[column]}: {column.metric} ×100 vs label fraction; line = mean over {', '.join(map(str, seeds))} seed(s); band = {band}."
             plots.append(Plot(_safe(f"data-efficiency_{table.labels[column]}_{column.metric}"), figure, caption))

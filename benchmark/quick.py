@@ -40,11 +40,25 @@ class QuickBudget:
         return self.max_steps * self.batch_size
 
 
-def quick_folder(method: str, recipe: Any, home: Path) -> Path:
+def budget_of(recipe: Any, changes: dict[str, Any] | None = None) -> QuickBudget:
+    """The recipe's quick budget with ``changes`` (QuickBudget fields; a grid's tiny budget)."""
+    from dataclasses import fields, replace
+
+    if not changes:
+        return recipe.quick
+    unknown = sorted(set(changes) - {f.name for f in fields(QuickBudget)})
+    if unknown:
+        from g2d_bench.errors import G2DBenchError
+
+        raise G2DBenchError(f"unknown quick-budget field(s) {unknown}; known: {', '.join(f.name for f in fields(QuickBudget))}")
+    return replace(recipe.quick, **changes)
+
+
+def quick_folder(method: str, recipe: Any, home: Path, budget: QuickBudget | None = None) -> Path:
     """Where the quick model of ``method`` lives (whether or not it exists yet)."""
     from g2d_bench.data import synth_root
 
-    budget: QuickBudget = recipe.quick
+    budget = budget or recipe.quick
     settings = recipe.make_config(budget.profile, budget.scale, dict(budget.overrides))
     settings = settings.to_dict() if hasattr(settings, "to_dict") else asdict(settings)
     key = sha256_json({**asdict(budget), "method": method, "settings": settings, "synth": synth_root(home).name})[:12]
@@ -56,16 +70,17 @@ def is_done(folder: Path, budget: QuickBudget) -> bool:
     return config.exists() and json.loads(config.read_text()).get("step") == budget.max_steps
 
 
-def quick_checkpoint(method: str, home: Path | None = None, progress: bool = False) -> Path:
-    """Folder of ``method``'s quick CPU model, pretraining it first if it is not cached yet."""
+def quick_checkpoint(method: str, home: Path | None = None, progress: bool = False, changes: dict[str, Any] | None = None) -> Path:
+    """Folder of ``method``'s quick CPU model (its recipe's budget with ``changes``), pretraining it
+    first if it is not cached yet."""
     from g2d_bench.data import cache_home
     from g2d_bench.methods import METHODS
     from g2d_bench.pretrain import PretrainConfig, pretrain
 
     home = home or cache_home()
     recipe = METHODS.get(method).get_recipe()
-    budget: QuickBudget = recipe.quick
-    folder = quick_folder(method, recipe, home)
+    budget = budget_of(recipe, changes)
+    folder = quick_folder(method, recipe, home, budget)
     if is_done(folder, budget):
         return folder
     with file_lock(folder.with_name(folder.name + ".lock")):

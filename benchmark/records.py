@@ -42,6 +42,8 @@ class RunKey:
     overrides: tuple[tuple[str, str], ...] = ()
     data: str = "synthcxr"  # g2d_bench.data.data_identity: SynthCXR world or release fingerprint
     scale: str = "paper"  # g2d_bench.runner.SCALES: size presets and the task settings they imply
+    #: options of the method's adapter factory (``--method-option text_model=DIR``), sorted pairs
+    method_options: tuple[tuple[str, str], ...] = ()
 
     def variant(self) -> str:
         """Short label of the overrides (``transfer=encoder-decoder``), empty if none."""
@@ -51,11 +53,16 @@ class RunKey:
         method = f"{self.method}-{self.checkpoint_hash[:10]}"
         if self.overrides:
             method += "-" + sha256_json(self.overrides)[:8]
+        if self.method_options:
+            method += "-m" + sha256_json(self.method_options)[:8]
         name = f"f{self.fraction:g}-s{self.seed}-{self.image_size}px-{self.scale}-{self.data}.json"
         return Path(self.task) / f"v{self.task_version}" / _safe(method) / name
 
     def as_dict(self) -> dict:
-        return {**self.__dict__, "overrides": dict(self.overrides)}
+        out = {**self.__dict__, "overrides": dict(self.overrides), "method_options": dict(self.method_options)}
+        if not self.method_options:
+            del out["method_options"]  # records without options keep their earlier form
+        return out
 
 
 def _safe(text: str) -> str:

@@ -6,14 +6,13 @@ into the record's key or body.
 """
 from __future__ import annotations
 
-import itertools
 import logging
 import random
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 from g2d_bench.errors import G2DBenchError
 from g2d_bench.records import RunKey, is_complete, provenance, record_path, write_record
@@ -41,7 +40,10 @@ class Scale:
 
 SCALES = {
     "paper": Scale("paper", None, "resnet50"),
-    "cpu": Scale("cpu", 96, "resnet18", (("min_steps_per_epoch", 10),)),
+    # fine-tuning trains the whole encoder: at CPU scale a run is capped at batch 16, 10 epochs,
+    # patience 3 (tasks/finetune.py, docs/zero_shot.md)
+    "cpu": Scale("cpu", 96, "resnet18", (("min_steps_per_epoch", 10),
+                                         ("finetune_budget", (("batch_size", 16), ("max_epochs", 10), ("patience", 3))))),
 }
 
 
@@ -62,6 +64,11 @@ class RunConfig:
     skip_existing: bool = False
     progress: bool = False
     home: Path | None = None  # cache root (default $G2D_BENCH_CACHE or ~/.cache/g2d-bench)
+    #: QuickBudget fields replacing the recipe's own for the quick model (a grid's tiny budgets)
+    quick: dict[str, Any] | None = None
+    #: keyword options of the method's adapter factory (e.g. GLoRIA/MGCA/G2D ``text_model`` for a
+    #: published checkpoint's text side); part of the record key
+    method_options: dict[str, Any] = field(default_factory=dict)
 
     def resolved_scale(self) -> Scale:
         name = self.scale or ("cpu" if self.data_root is None else "paper")
@@ -107,7 +114,7 @@ def resolve_checkpoint(config: RunConfig) -> str | None:
         check_checkpoint_method(config.method, config.checkpoint)
         return config.checkpoint
     if entry.pretrainable and config.resolved_scale().name == "cpu" and config.data_root is None:
-        return str(quick_checkpoint(config.method, config.home, config.progress))
+        return str(quick_checkpoint(config.method, config.home, config.progress, config.quick))
     return None
 
 
@@ -120,12 +127,19 @@ def build_adapter(config: RunConfig, device: str | None = None):
     scale = config.resolved_scale()
     device = device or config.device or default_device()
     checkpoint = resolve_checkpoint(config)
-    cache_key = (config.method, checkpoint, config.arch or scale.arch, scale.name, device)
+    options = dict(config.method_options)
+    cache_key = (config.method, checkpoint, config.arch or scale.arch, scale.name, device, tuple(sorted(options.items())))
     if cache_key not in _ADAPTERS:
-        adapter = METHODS.get(config.method).build_adapter(
-            checkpoint, arch=config.arch or (None if checkpoint else scale.arch), scale=scale.name,
-            progress=config.progress, home=config.home,
-        )
+        try:
+            adapter = METHODS.get(config.method).build_adapter(
+                checkpoint, arch=config.arch or (None if checkpoint else scale.arch), scale=scale.name,
+                progress=config.progress, home=config.home, **options,
+            )
+        except TypeError as exc:
+            if options and "unexpected keyword" in str(exc):
+                raise G2DBenchError(f"method {config.method!r} takes no option {str(exc).split('argument')[-1].strip()} "
+                                    f"(--method-option {', '.join(options)})") from None
+            raise
         _ADAPTERS[cache_key] = adapter.prepare(device)
     return _ADAPTERS[cache_key]
 
@@ -163,6 +177,7 @@ def run(config: RunConfig) -> Path:
         overrides=tuple(sorted((k, str(v)) for k, v in overrides.items())),
         data=data_identity(spec.dataset, config.data_root, config.home),
         scale=scale.name,
+        method_options=tuple(sorted((k, str(v)) for k, v in config.method_options.items())),
     )
     path = record_path(config.out, key)
     if config.skip_existing and is_complete(path):
@@ -236,19 +251,3 @@ def parse_shard(text: str | None) -> tuple[int, int]:
     if not 0 <= i < n:
         raise G2DBenchError(f"--shard {text}: need 0 <= i < n")
     return i, n
-
-
-def sweep_grid(methods: Sequence[str], tasks: Sequence[str], fractions: Sequence[float], seeds: Sequence[int], shard: tuple[int, int] = (0, 1)) -> list[tuple]:
-    """The (method, task, fraction, seed) combinations of shard ``i`` of ``n``, in a fixed order."""
-    i, n = shard
-    grid = list(itertools.product(methods, tasks, [check_fraction(f) for f in fractions], seeds))
-    return [combo for index, combo in enumerate(grid) if index % n == i]
-
-
-def sweep(base: RunConfig, methods: Sequence[str], tasks: Sequence[str], fractions: Sequence[float], seeds: Sequence[int], shard=(0, 1), checkpoints: dict[str, str] | None = None) -> Iterable[Path]:
-    """Run a grid (one shard of it); yields record paths as they are written."""
-    from dataclasses import replace
-
-    for method, task, fraction, seed in sweep_grid(methods, tasks, fractions, seeds, shard):
-        checkpoint = (checkpoints or {}).get(method, base.checkpoint if len(methods) == 1 else None)
-        yield run(replace(base, method=method, task=task, fraction=fraction, seed=seed, checkpoint=checkpoint))

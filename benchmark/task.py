@@ -54,6 +54,9 @@ class TaskSpec:
     #: direction of the paired bootstrap in g2d_bench.stats); every metric so far (AUC, accuracy,
     #: Dice, mAP, F1, IoU, recall) is
     higher_is_better: bool = True
+    #: whether the label fraction changes what the task does; False for tasks that use no training
+    #: data (zero-shot classification and grounding): a grid runs them once, at fraction 1
+    uses_fraction: bool = True
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "hparams", MappingProxyType(dict(self.hparams)))

@@ -27,3 +27,6 @@ register(MethodEntry("g2d", "g2d_bench.methods.g2d.adapter:build", recipe="g2d_b
                      commands="g2d_bench.methods.g2d.cli:COMMANDS",
                      help="G2D (NeurIPS 2024): VLA + pseudo segmentation; our pretrained folder or an official .pth "
                           "(none on SynthCXR: the quick CPU model, pretrained once)"))
+register(MethodEntry("convirt", "g2d_bench.methods.convirt.adapter:build", recipe="g2d_bench.methods.convirt.recipe:RECIPE", help="ConVIRT (Zhang et al. 2020) as re-implemented by MGCA: image-report InfoNCE"))
+register(MethodEntry("mgca", "g2d_bench.methods.mgca.adapter:build", recipe="g2d_bench.methods.mgca.recipe:RECIPE", help="MGCA (Wang et al. 2022): instance, token and prototype alignment"))
+register(MethodEntry("gloria", "g2d_bench.methods.gloria.adapter:build", recipe="g2d_bench.methods.gloria.recipe:RECIPE", help="GLoRIA (Huang et al. 2021): global + local word-region alignment"))

@@ -410,8 +410,11 @@ def train_detector(ctx: TaskContext, model, train: SplitArrays, valid: SplitArra
 
 def per_image(sample_ids: list[str], predictions, arrays: SplitArrays) -> "pd.DataFrame":
     """Per test image: predictions, ground-truth boxes, mean over GT of the best IoU (NaN without
-    GT), highest score (NaN without predictions)."""
+    GT), highest score (NaN without predictions), and the predicted boxes, scores and counted GT
+    boxes themselves (JSON), so mAP can be recomputed on bootstrap resamples (:mod:`.rescore`)."""
     import pandas as pd
+
+    from g2d_bench.tasks.rescore import detection_box_columns
 
     rows = []
     for sample_id, (boxes, scores), gt in zip(sample_ids, predictions, arrays.boxes):
@@ -420,7 +423,8 @@ def per_image(sample_ids: list[str], predictions, arrays: SplitArrays) -> "pd.Da
         rows.append({"sample_id": sample_id, "n_pred": len(boxes), "n_gt": len(gt),
                      "best_iou": float(ious.mean()) if len(gt) else float("nan"),
                      "max_score": float(scores.max()) if len(scores) else float("nan")})
-    return pd.DataFrame(rows, columns=["sample_id", "n_pred", "n_gt", "best_iou", "max_score"])
+    table = pd.DataFrame(rows, columns=["sample_id", "n_pred", "n_gt", "best_iou", "max_score"])
+    return table.assign(**detection_box_columns(predictions, [_valid_boxes(b) for b in arrays.boxes]))
 
 
 def run(ctx: TaskContext) -> TaskResult:

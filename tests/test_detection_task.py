@@ -115,7 +115,7 @@ def test_run_end_to_end(tmp_path):
     losses = [h["train_loss"] for h in result.info["history"]]
     assert len(losses) == 5 and losses[-1] < losses[0]
     assert 0.0 <= result.metrics["map"] <= 1.0 and 0.0 <= result.metrics["ap50"] <= 1.0
-    assert list(result.per_sample.columns) == ["sample_id", "n_pred", "n_gt", "best_iou", "max_score"]
+    assert list(result.per_sample.columns) == ["sample_id", "n_pred", "n_gt", "best_iou", "max_score", "pred_boxes", "pred_scores", "gt_boxes"]
     assert result.per_sample["n_gt"].tolist() == [1, 0, 1, 0, 1, 0]
     assert result.info["n_scored"] == 6
     assert all(torch.equal(before[k], v) for k, v in ctx.adapter.backbone.state_dict().items())

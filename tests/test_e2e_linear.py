@@ -107,10 +107,10 @@ def test_killed_sweep_resumes_without_duplicates(env, tmp_path):
 
 
 def test_shards_partition_the_grid():
-    from g2d_bench.runner import sweep_grid
+    from g2d_bench.sweep import Grid, shard_of
 
-    full = sweep_grid(["a", "b"], ["t1", "t2"], [0.01, 0.1, 1.0], [0, 1])
-    shards = [sweep_grid(["a", "b"], ["t1", "t2"], [0.01, 0.1, 1.0], [0, 1], (i, 3)) for i in range(3)]
+    full = Grid("g", ("a", "b"), ("t1", "t2"), (0.01, 0.1, 1.0), (0, 1)).combinations()
+    shards = [shard_of(full, (i, 3)) for i in range(3)]
     assert sorted(sum(shards, [])) == sorted(full) and sum(len(s) for s in shards) == len(full) == 24
 
 

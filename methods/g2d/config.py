@@ -15,6 +15,7 @@ from typing import Any
 
 from g2d_bench.errors import G2DBenchError
 # the scratch-BERT name and Bio_ClinicalBERT (G2D §4.1 "ClinicalBERT"; official config.yaml)
+from g2d_bench.methods.common.settings import ProfiledSettings
 from g2d_bench.methods.common.text import BIO_CLINICAL_BERT, SCRATCH_TEXT
 
 PROFILE_NAMES = ("paper", "official")
@@ -130,7 +131,8 @@ SCALE_DEFAULTS: dict[str, dict[str, Any]] = {
 
 
 @dataclass(frozen=True)
-class G2DConfig:
+class G2DConfig(ProfiledSettings):
+    LABEL = "G2D"
     """All G2D settings. ``None`` fields take the ``scale``'s value (:data:`SCALE_DEFAULTS`), then
     the ``profile``'s (:data:`PROFILES`), then are derived (``mask``, ``freeze_layers``, ``head_dim``)."""
 
@@ -187,12 +189,6 @@ class G2DConfig:
     def __post_init__(self) -> None:
         _choice("g2d", "profile", self.profile, PROFILE_NAMES)
         _choice("g2d", "scale", self.scale, tuple(SCALE_DEFAULTS))
-        filled = set(self.derived)
-        for defaults in (SCALE_DEFAULTS[self.scale], PROFILES[self.profile]):
-            for name, value in defaults.items():
-                if getattr(self, name) is None:
-                    object.__setattr__(self, name, value)
-                    filled.add(name)
         derived = {
             "mask": lambda: PseudoMaskConfig.for_profile(self.profile),
             # official main.py freezes 9 of 12 pretrained layers; an MLM-pretrained scratch BERT
@@ -202,11 +198,7 @@ class G2DConfig:
             if self.text_model == SCRATCH_TEXT else 9,
             "head_dim": lambda: -(-self.proj_dim // self.heads),
         }
-        for name, make in derived.items():
-            if getattr(self, name) is None:
-                object.__setattr__(self, name, make())
-                filled.add(name)
-        object.__setattr__(self, "derived", frozenset(filled))
+        self._fill((SCALE_DEFAULTS[self.scale], PROFILES[self.profile]), derived)
         self._validate()
 
     def _validate(self) -> None:
@@ -236,12 +228,6 @@ class G2DConfig:
         """Side of the last-stage feature map (the attention grid) at ``image_size``."""
         return self.image_size // self.output_stride
 
-    def to_dict(self) -> dict[str, Any]:
-        """Every setting, JSON-friendly (``derived`` is bookkeeping and left out)."""
-        data = asdict(self)
-        data.pop("derived")
-        return data
-
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "G2DConfig":
         """Build from a (partial) dict. ``mask`` may be a partial dict, and ``"mask.quantile"``-style
@@ -265,14 +251,6 @@ class G2DConfig:
                 raise G2DBenchError(f"unknown mask setting(s) {bad}; known: {', '.join(sorted(mask_known))}")
             mask = replace(base, **mask)
         return cls(**data, mask=mask)
-
-    def with_overrides(self, overrides: dict[str, Any]) -> "G2DConfig":
-        """A copy with ``{"heads": 4, "mask.quantile": 0.75}``-style overrides applied; settings that
-        were derived from the scale/profile/other fields (e.g. ``head_dim`` from ``heads``) are
-        derived again unless overridden."""
-        data = {k: v for k, v in self.to_dict().items() if k not in self.derived}
-        data.update(overrides)
-        return G2DConfig.from_dict(data)
 
 
 def training_profile(cfg: G2DConfig) -> dict[str, Any]:
