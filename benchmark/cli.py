@@ -259,13 +259,14 @@ def cmd_run(args) -> int:
     check_checkpoint_method(method, args.checkpoint)
     path = run(_config(args, method, args.task, args.fraction, args.seed, args.checkpoint))
     print(_summary(path))
-    _print_next_steps(path)
+    _print_next_steps(path, args.out)
     return 0
 
 
-def _print_next_steps(path: Path) -> None:
+def _print_next_steps(path: Path, out: Path) -> None:
     """After a single run: where the record is, its metric, and how to compare it with random init."""
     import json
+    import shlex
 
     record = json.loads(path.read_text())
     if record["status"] != "ok":
@@ -273,8 +274,9 @@ def _print_next_steps(path: Path) -> None:
     key = record["key"]
     print(f"record: {path}")
     if key["method"] != "random":
+        where = "" if Path(out) == DEFAULT_OUT else f" --out {shlex.quote(str(out))}"
         print(f"compare with random init: g2d-bench run --method random --task {key['task']} --fraction {key['fraction']:g} "
-              f"--seed {key['seed']} && g2d-bench leaderboard --tasks {key['task']}")
+              f"--seed {key['seed']}{where} && g2d-bench leaderboard --tasks {key['task']}{where}")
 
 
 def _sweep_grid(args):

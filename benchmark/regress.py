@@ -41,24 +41,25 @@ def cells(records: Iterable[dict]) -> dict[tuple, float]:
     return out
 
 
-def tolerance_for(metric: str, tolerances: dict[str, float]) -> float:
-    """The tolerance of ``metric``: its own entry, else its family's (``auc/Edema`` → ``auc``), else ``default``."""
-    if metric in tolerances:
-        return tolerances[metric]
+def tolerance_for(task: str, metric: str, tolerances: dict[str, float | None]) -> float | None:
+    """The tolerance of ``metric`` on ``task``, the most specific entry first: ``task:metric``,
+    ``task:family/*`` (per-class metrics such as ``auc/Edema``), ``metric``, ``family/*``,
+    ``family``, ``default``."""
     family = metric.split("/", 1)[0]
-    if family in tolerances:
-        return tolerances[family]
-    if "default" in tolerances:
-        return tolerances["default"]
-    raise G2DBenchError(f"no tolerance for metric {metric!r} (and no 'default'); add it to the reference's tolerances")
+    per_class = f"{family}/*" if "/" in metric else None
+    for name in (f"{task}:{metric}", per_class and f"{task}:{per_class}", metric, per_class, family, "default"):
+        if name and name in tolerances:
+            return tolerances[name]
+    raise G2DBenchError(f"no tolerance for {task} {metric!r} (and no 'default'); add it to the reference's tolerances")
 
 
 def write_reference(records: Iterable[dict], path: Path, tolerances: dict[str, dict[str, Any]], provenance: dict[str, Any]) -> Path:
-    """Write ``path`` (.csv) and its ``.json`` sidecar from records. ``tolerances``: metric (or
-    family, or "default") → {"value": float, "why": text}."""
+    """Write ``path`` (.csv) and its ``.json`` sidecar from records. ``tolerances``: a name
+    (:func:`tolerance_for`) → {"value": float or None, "why": text}; cells whose tolerance is
+    None are left out of the reference."""
     from g2d_bench.io import atomic_write, write_json
 
-    values = {m: float(t["value"]) for m, t in tolerances.items()}
+    values = {m: (None if t["value"] is None else float(t["value"])) for m, t in tolerances.items()}
     rows = sorted(cells(records).items())
     if not rows:
         raise G2DBenchError("no complete records to make a reference from")
@@ -66,7 +67,9 @@ def write_reference(records: Iterable[dict], path: Path, tolerances: dict[str, d
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(COLUMNS)
     for key, value in rows:
-        writer.writerow([*key, repr(value), tolerance_for(key[3], values)])
+        tolerance = tolerance_for(key[1], key[3], values)
+        if tolerance is not None:  # a null tolerance: cells too noisy to guard (the sidecar says why)
+            writer.writerow([*key, repr(value), tolerance])
     path = Path(path)
     with atomic_write(path) as handle:
         handle.write(buffer.getvalue())

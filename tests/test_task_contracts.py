@@ -3,8 +3,9 @@ in range (tiny settings and tiny random-weight models: the plumbing and the metr
 test here, not the protocols' numbers). Every metric a task declares must be in its record, within
 [0, 1]; a method without a capability the task needs gets a skipped record with the reason.
 
-The fast suite runs every task with one method that can run it and every method on one task per
-family; the whole cross product is marked slow (``python -m pytest -m slow tests/test_task_contracts.py``)."""
+The fast suite runs every task with the first registered method; every method on one task per family
+is the smoke grid's part (tests/test_regress.py); the whole cross product is marked slow
+(``python -m pytest -m slow tests/test_task_contracts.py``)."""
 import json
 import math
 
@@ -37,18 +38,9 @@ def _adapter_args(method: str):
     return _ARGS[method]
 
 
-def _families() -> dict[str, str]:
-    """One task per family: the first registered."""
-    out: dict[str, str] = {}
-    for name in TASKS.names():
-        out.setdefault(TASKS.get(name).family, name)
-    return out
-
-
 def _is_fast(task: str, method: str) -> bool:
-    """In the fast suite: every task with the first registered method, and every method on the
-    first task of each family."""
-    return method == METHODS.names()[0] or task in _families().values()
+    """In the fast suite: every task with the first registered method."""
+    return method == METHODS.names()[0]
 
 
 def _params():
