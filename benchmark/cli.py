@@ -259,12 +259,13 @@ def cmd_run(args) -> int:
     check_checkpoint_method(method, args.checkpoint)
     path = run(_config(args, method, args.task, args.fraction, args.seed, args.checkpoint))
     print(_summary(path))
-    _print_next_steps(path, args.out)
+    _print_next_steps(path, args)
     return 0
 
 
-def _print_next_steps(path: Path, out: Path) -> None:
-    """After a single run: where the record is, its metric, and how to compare it with random init."""
+def _print_next_steps(path: Path, args) -> None:
+    """After a single run: where the record is, its metric, and the command that runs random init on
+    the same task, fraction, seed, data and task settings and tabulates both."""
     import json
     import shlex
 
@@ -273,10 +274,18 @@ def _print_next_steps(path: Path, out: Path) -> None:
         return
     key = record["key"]
     print(f"record: {path}")
-    if key["method"] != "random":
-        where = "" if Path(out) == DEFAULT_OUT else f" --out {shlex.quote(str(out))}"
-        print(f"compare with random init: g2d-bench run --method random --task {key['task']} --fraction {key['fraction']:g} "
-              f"--seed {key['seed']}{where} && g2d-bench leaderboard --tasks {key['task']}{where}")
+    if key["method"] == "random":
+        return
+    same = [f"--task {key['task']}", f"--fraction {key['fraction']:g}", f"--seed {key['seed']}",
+            f"--image-size {key['image_size']}"]
+    if args.data_root:
+        same.append(f"--data-root {shlex.quote(str(args.data_root))}")
+    if args.scale:
+        same.append(f"--scale {args.scale}")
+    same += [f"--set {shlex.quote(f'{k}={v}')}" for k, v in args.settings]
+    where = "" if Path(args.out) == DEFAULT_OUT else f" --out {shlex.quote(str(args.out))}"
+    print(f"compare with random init: g2d-bench run --method random {' '.join(same)}{where} && "
+          f"g2d-bench leaderboard --tasks {key['task']}{where}")
 
 
 def _sweep_grid(args):

@@ -64,6 +64,25 @@ def test_run_then_leaderboard(env, tmp_path):
     assert again["metrics"] == record["metrics"]
 
 
+def test_run_prints_its_record_and_how_to_compare_with_random(env, tmp_path, imagenet_file):
+    """The end of a single run names the record and its metric and gives a command that runs random
+    init on the same task, fraction and seed and tabulates both."""
+    import shlex
+
+    out = cli(env, tmp_path, "run", "--method", "imagenet", "--checkpoint", str(imagenet_file), "--task", "rsna-cls",
+              "--fraction", "0.01", "--seed", "1", "--image-size", "64", "--out", "my runs", "--no-progress").stdout
+    [record] = records(tmp_path / "my runs")
+    [printed] = [line.split(": ", 1)[1] for line in out.splitlines() if line.startswith("record: ")]
+    assert json.loads((tmp_path / printed).read_text()) == record and f"auc = {record['metrics']['auc']:.4f}" in out
+    [hint] = [line.split(": ", 1)[1] for line in out.splitlines() if line.startswith("compare with random init: ")]
+    run_random, leaderboard = (shlex.split(part)[1:] for part in hint.split(" && "))
+    assert run_random == ["run", "--method", "random", "--task", "rsna-cls", "--fraction", "0.01", "--seed", "1",
+                          "--image-size", "64", "--out", "my runs"]
+    cli(env, tmp_path, *run_random, "--no-progress")
+    table = cli(env, tmp_path, *leaderboard).stdout
+    assert "| imagenet |" in table and "| random |" in table
+
+
 def test_sweep_three_tasks_two_methods_two_seeds(env, tmp_path, imagenet_file):
     args = ["sweep", "--methods", "random,imagenet", "--tasks", "chexpert-cls,rsna-cls,covidx-cls", "--fractions", "0.01,0.1,1",
             "--seeds", "0,1", "--checkpoint", f"imagenet={imagenet_file}", "--image-size", "64", "--no-progress",
