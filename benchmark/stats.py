@@ -239,9 +239,10 @@ class CellScores:
 
         frames, name = self.frames, self.metric
         spec = rescore.pinned(frames[0], self.spec, name)  # data-dependent choices fixed on the full test set
+        per_frame = [rescore.on_rows(f, spec, name) for f in frames]
 
         def stat(rows: np.ndarray) -> float:
-            return float(np.mean([rescore.metric(f.iloc[rows], spec, name) for f in frames]))
+            return float(np.mean([fn(rows) for fn in per_frame]))
 
         return stat
 

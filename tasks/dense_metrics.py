@@ -17,9 +17,10 @@ prediction and at least one ground-truth box — both kinds of error vanish, inf
 from __future__ import annotations
 
 import contextlib
+import copy
 import io
 import logging
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -147,6 +148,66 @@ def detection_map(
         "ap50": float(per_threshold[ap50_index[0]]) if ap50_index.size else float("nan"),
         "n_scored": len(ids),
     }
+
+
+def detection_map_on_rows(
+    pred_boxes: Sequence[np.ndarray],
+    pred_scores: Sequence[np.ndarray],
+    gt_boxes: Sequence[np.ndarray],
+    image_size: int,
+    mode: str = "all",
+    iou_thresholds: np.ndarray = IOU_THRESHOLDS,
+) -> Callable[[np.ndarray], dict[str, float]]:
+    """``rows -> detection_map(...)`` of the images at ``rows`` (repeats allowed): for bootstraps.
+
+    COCO matching is per image (each image's detections are matched greedily to its own ground
+    truth), so pycocotools' ``evaluate`` — the IoUs and the matching, nearly all of the cost — runs
+    once over every image, and each call re-runs only ``accumulate`` over the chosen images' match
+    tables (area "all", 100 detections). Equal to :func:`detection_map` on the resampled lists
+    (tests/test_stats.py); about 50× faster on a 60-image test set."""
+    from pycocotools.cocoeval import COCOeval
+
+    if not len(pred_boxes) == len(pred_scores) == len(gt_boxes):
+        raise G2DBenchError(f"mAP: {len(pred_boxes)} predictions, {len(pred_scores)} score lists, {len(gt_boxes)} ground truths")
+    ids = scored_images(pred_boxes, gt_boxes, mode)
+    scored = np.zeros(len(gt_boxes), dtype=bool)
+    scored[ids] = True
+    n_gt = np.array([len(np.asarray(g).reshape(-1, 4)) for g in gt_boxes], dtype=np.int64)
+    thresholds = np.asarray(iou_thresholds, dtype=np.float64)
+    ap50_index = np.flatnonzero(np.isclose(thresholds, 0.5))
+    dets = [{"image_id": i, "category_id": 1, "bbox": list(map(float, box)), "score": float(s)}
+            for i in ids for box, s in zip(_xywh(pred_boxes[i]), np.asarray(pred_scores[i]).reshape(-1))]
+    evaluator, per_image, position = None, [], {}
+    if dets and n_gt[ids].sum() > 0:
+        gt = _coco_gt(gt_boxes, ids, image_size)
+        with contextlib.redirect_stdout(io.StringIO()):
+            evaluator = COCOeval(gt, gt.loadRes(dets), iouType="bbox")
+            evaluator.params.imgIds = ids
+            evaluator.params.iouThrs = thresholds
+            evaluator.evaluate()
+        params = evaluator.params
+        # evalImgs runs category × area range × image (params.imgIds, sorted): the first block is area "all"
+        position = {image: k for k, image in enumerate(params.imgIds)}
+        per_image = evaluator.evalImgs[:len(params.imgIds)]
+        params.areaRng, params.areaRngLbl, params.maxDets = params.areaRng[:1], params.areaRngLbl[:1], params.maxDets[-1:]
+
+    def on_rows(rows: np.ndarray) -> dict[str, float]:
+        keep = [int(r) for r in rows if scored[r]]
+        if int(n_gt[keep].sum()) == 0:
+            return {"map": float("nan"), "ap50": float("nan"), "n_scored": len(keep)}
+        if evaluator is None:  # boxes but no predictions anywhere
+            return {"map": 0.0, "ap50": 0.0 if ap50_index.size else float("nan"), "n_scored": len(keep)}
+        evaluator.evalImgs = [per_image[position[r]] for r in keep]
+        evaluator.params.imgIds = list(range(len(keep)))
+        evaluator._paramsEval = copy.copy(evaluator.params)
+        with contextlib.redirect_stdout(io.StringIO()):
+            evaluator.accumulate()
+        precision = evaluator.eval["precision"][:, :, 0, 0, -1]
+        per_threshold = np.array([p[p > -1].mean() if (p > -1).any() else np.nan for p in precision])
+        return {"map": float(np.nanmean(per_threshold)),
+                "ap50": float(per_threshold[ap50_index[0]]) if ap50_index.size else float("nan"), "n_scored": len(keep)}
+
+    return on_rows
 
 
 def best_ious(pred_boxes: np.ndarray, gt_boxes: np.ndarray) -> np.ndarray:

@@ -135,6 +135,11 @@ StrataFn = Callable[["pd.DataFrame", ScoreSpec, str], "np.ndarray | None"]
 #: on the full test set and pinned in its settings (e.g. which labels a macro AUC averages)
 PinFn = Callable[["pd.DataFrame", ScoreSpec, str], ScoreSpec]
 
+#: optional: the metric of a table as a function of row indices (repeats allowed), with the work that
+#: does not depend on the rows done once — for bootstraps whose metric is costly to recompute
+#: (detection mAP); ``None`` when the family has no such shortcut for this metric
+PrepareFn = Callable[["pd.DataFrame", ScoreSpec, str], "Callable[[np.ndarray], float] | None"]
+
 
 def no_strata(per_sample: "pd.DataFrame", spec: ScoreSpec, metric_name: str) -> None:
     return None
@@ -155,6 +160,7 @@ class FamilyScorer:
     proxies: Mapping[str, str] = field(default_factory=dict)
     #: one line per proxy, saying what it is and how it differs from the metric it stands for
     notes: Mapping[str, str] = field(default_factory=dict)
+    prepare: "PrepareFn | None" = None
 
 
 RESCORERS: dict[str, FamilyScorer] = {}
@@ -162,12 +168,12 @@ RESCORERS: dict[str, FamilyScorer] = {}
 
 def register(family: str, metric_fn: MetricFn, strata: StrataFn | None = None, pin: PinFn | None = None,
              proxies: Mapping[str, str] | None = None, notes: Mapping[str, str] | None = None, *,
-             replace: bool = False) -> FamilyScorer:
+             prepare: PrepareFn | None = None, replace: bool = False) -> FamilyScorer:
     """Register the rescoring function of a task family (``TaskSpec.family``); returns the entry.
     Registering a family twice is an error unless ``replace``."""
     if family in RESCORERS and not replace:
         raise G2DBenchError(f"rescore: family {family!r} already has a metric function; pass replace=True to swap it")
-    entry = FamilyScorer(metric_fn, strata or no_strata, pin or no_pin, dict(proxies or {}), dict(notes or {}))
+    entry = FamilyScorer(metric_fn, strata or no_strata, pin or no_pin, dict(proxies or {}), dict(notes or {}), prepare)
     RESCORERS[family] = entry
     return entry
 
@@ -194,6 +200,17 @@ def metric(per_sample: "pd.DataFrame", spec: "ScoreSpec | TaskSpec | Mapping[str
     """Recompute ``metric_name`` of a run from its scores table (dispatch on the spec's family)."""
     spec = coerce_spec(spec)
     return float(scorer(spec).metric(per_sample, spec, metric_name))
+
+
+def on_rows(per_sample: "pd.DataFrame", spec: "ScoreSpec | TaskSpec | Mapping[str, Any]", metric_name: str) -> Callable[[np.ndarray], float]:
+    """``rows -> metric(per_sample.iloc[rows], spec, metric_name)``, through the family's
+    ``prepare`` shortcut where it has one for this metric."""
+    spec = coerce_spec(spec)
+    entry = scorer(spec)
+    fast = entry.prepare(per_sample, spec, metric_name) if entry.prepare is not None else None
+    if fast is not None:
+        return fast
+    return lambda rows: float(entry.metric(per_sample.iloc[rows], spec, metric_name))
 
 
 def strata(per_sample: "pd.DataFrame", spec: "ScoreSpec | TaskSpec | Mapping[str, Any]", metric_name: str) -> "np.ndarray | None":
@@ -412,6 +429,19 @@ def detection_metric(per_sample: "pd.DataFrame", spec: ScoreSpec, metric_name: s
     raise _unknown(spec, metric_name, ("map", "ap50", "loc_hit", "loc_hit50"))
 
 
+def detection_prepare(per_sample: "pd.DataFrame", spec: ScoreSpec, metric_name: str) -> "Callable[[np.ndarray], float] | None":
+    """``map`` / ``ap50`` on row subsets with the boxes parsed and matched once
+    (:func:`~g2d_bench.tasks.dense_metrics.detection_map_on_rows`)."""
+    from g2d_bench.tasks.dense_metrics import detection_map_on_rows
+
+    if metric_name not in ("map", "ap50") or any(c not in per_sample.columns for c in BOX_COLUMNS):
+        return None
+    fn = detection_map_on_rows(_boxes(per_sample["pred_boxes"], (-1, 4)), _boxes(per_sample["pred_scores"], (-1,)),
+                               _boxes(per_sample["gt_boxes"], (-1, 4)), int(spec.setting("image_size", 224)),
+                               spec.setting("map_mode", "all"))
+    return lambda rows: float(fn(np.asarray(rows))[metric_name])
+
+
 _DETECTION_NOTES = {
     "loc_hit": "no boxes in the scores file: share of IoU thresholds .40:.05:.75 reached by each image's mean best IoU, over images with objects (ignores scores and false positives)",
     "loc_hit50": "no boxes in the scores file: share of images with objects whose mean best IoU >= 0.5 (ignores scores and false positives)",
@@ -420,7 +450,8 @@ _DETECTION_NOTES = {
 register("linear-cls", linear_metric, linear_strata, linear_pin)
 register("segmentation", segmentation_metric, segmentation_strata)
 for _family in ("detection", "detection-ultralytics"):
-    register(_family, detection_metric, proxies={"map": "loc_hit", "ap50": "loc_hit50"}, notes=_DETECTION_NOTES)
+    register(_family, detection_metric, proxies={"map": "loc_hit", "ap50": "loc_hit50"}, notes=_DETECTION_NOTES,
+             prepare=detection_prepare)
 # Families added by other modules register here the same way, e.g. in g2d_bench/tasks/zeroshot.py:
 #   from g2d_bench.tasks.rescore import register
 #   register("zero-shot-cls", zeroshot_metric, zeroshot_strata)

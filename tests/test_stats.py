@@ -167,6 +167,38 @@ def test_detection_map_is_exact_from_box_columns(tmp_path):
         assert rescore.metric(table, spec, "ap50") == pytest.approx(direct["ap50"], abs=1e-12)
 
 
+def test_bootstrap_map_from_one_matching_equals_pycocotools_on_each_resample(tmp_path):
+    """The bootstrap's mAP shortcut (match once, accumulate per resample) gives the numbers
+    pycocotools gives on the resampled image lists: repeats, images without boxes or predictions,
+    tied scores, a resample with no ground truth, both mAP modes."""
+    from g2d_bench.tasks.dense_metrics import detection_map, detection_map_on_rows
+
+    rng = np.random.default_rng(1)
+    gts, boxes, scores = [], [], []
+    for i in range(40):
+        gt = (np.array([[8, 8, 30, 30]], np.float64) + rng.integers(0, 25)) if i % 4 else np.zeros((0, 4))
+        if i % 7 == 3:
+            gt = np.vstack([gt, gt + 12]) if len(gt) else gt
+        k = int(rng.integers(0, 4))
+        b = (np.vstack([gt, gt, gt])[:k] if len(gt) else rng.uniform(0, 50, (k, 4))) + rng.normal(0, 5, (k, 4))
+        b[:, 2:] = np.maximum(b[:, 2:], b[:, :2] + 1)
+        boxes.append(b)
+        scores.append(np.round(rng.random(k), 1))  # ties across images
+        gts.append(gt)
+    no_gt = np.array([i for i in range(40) if not len(gts[i])])
+    for mode in ("all", "mgca-skip"):
+        on_rows = detection_map_on_rows(boxes, scores, gts, 64, mode)
+        for rows in [np.arange(40), rng.integers(0, 40, 40), rng.integers(0, 40, 40), rng.integers(0, 40, 15), no_gt]:
+            direct = detection_map([boxes[r] for r in rows], [scores[r] for r in rows], [gts[r] for r in rows], 64, mode)
+            fast = on_rows(rows)
+            for name in ("map", "ap50"):
+                assert fast[name] == pytest.approx(direct[name], abs=1e-12, nan_ok=True), (mode, name)
+            assert fast["n_scored"] == direct["n_scored"]
+    assert np.isnan(detection_map_on_rows(boxes, scores, gts, 64)(no_gt)["map"])
+    nothing = detection_map_on_rows([np.zeros((0, 4))] * 40, [np.zeros(0)] * 40, gts, 64)
+    assert nothing(np.arange(40))["map"] == 0.0 == detection_map([np.zeros((0, 4))] * 40, [np.zeros(0)] * 40, gts, 64)["map"]
+
+
 def test_detection_without_boxes_names_what_is_missing_and_offers_a_proxy():
     table = pd.DataFrame({"sample_id": list("abcd"), "n_pred": [1, 0, 2, 1], "n_gt": [1, 1, 0, 2],
                           "best_iou": [0.62, 0.0, np.nan, 0.45], "max_score": [0.9, np.nan, 0.7, 0.6]})
