@@ -75,13 +75,41 @@ class Table:
     skipped: dict[tuple[str, Column], str]
 
 
-def row_label(record: dict, hashes_per_method: dict[str, set[str]]) -> str:
+def label_context(records: Iterable[dict]) -> dict[str, dict]:
+    """Per method: its checkpoint hashes, and its task-setting overrides merged into one label when
+    every task's records share one override set and no setting takes two values across tasks (a
+    grid's ``max_epochs=2`` on every task and ``head_width=0.25`` on the tasks that have it make one
+    row, not one per task), else ``None`` (each record is labelled with its own overrides)."""
+    context: dict[str, dict] = {}
+    per_task: dict[tuple[str, str], set] = {}
+    for r in records:
+        key = r["key"]
+        context.setdefault(key["method"], {"hashes": set(), "overrides": {}})["hashes"].add(key["checkpoint_hash"])
+        per_task.setdefault((key["method"], key["task"]), set()).add(tuple(sorted((key.get("overrides") or {}).items())))
+    for (method, _), sets in per_task.items():
+        entry = context[method]
+        if entry["overrides"] is None:
+            continue
+        if len(sets) > 1:
+            entry["overrides"] = None
+            continue
+        for k, v in next(iter(sets)):
+            if entry["overrides"].setdefault(k, v) != v:
+                entry["overrides"] = None
+                break
+    return context
+
+
+def row_label(record: dict, context: dict[str, dict]) -> str:
+    """``method[@checkpoint] [overrides] {method options}`` (``context``: :func:`label_context`)."""
     key = record["key"]
+    entry = context[key["method"]]
     label = key["method"]
-    if len(hashes_per_method[key["method"]]) > 1:
+    if len(entry["hashes"]) > 1:
         label += f"@{key['checkpoint_hash'][:8]}"
-    if key.get("overrides"):
-        label += " [" + ",".join(f"{k}={v}" for k, v in sorted(key["overrides"].items())) + "]"
+    overrides = entry["overrides"] if entry["overrides"] is not None else key.get("overrides")
+    if overrides:
+        label += " [" + ",".join(f"{k}={v}" for k, v in sorted(overrides.items())) + "]"
     if key.get("method_options"):
         label += " {" + ",".join(f"{k}={v}" for k, v in sorted(key["method_options"].items())) + "}"
     return label
@@ -90,9 +118,7 @@ def row_label(record: dict, hashes_per_method: dict[str, set[str]]) -> str:
 def build_table(records: Iterable[dict], metric: str | None = None, tasks: Iterable[str] | None = None) -> Table:
     """Group records into cells. ``metric``: report this metric instead of each task's primary."""
     records = [r for r in records if tasks is None or r["key"]["task"] in set(tasks)]
-    hashes: dict[str, set[str]] = {}
-    for r in records:
-        hashes.setdefault(r["key"]["method"], set()).add(r["key"]["checkpoint_hash"])
+    hashes = label_context(records)
     cells: dict[tuple[str, Column, float], Cell] = {}
     skipped: dict[tuple[str, Column], str] = {}
     rows: list[str] = []
@@ -356,9 +382,7 @@ def _variants(columns: Iterable[Column]) -> dict[Column, str]:
 
 
 def _index(records: list[dict], pairs: set[tuple[str, str]]) -> dict[tuple[str, str], dict[Column, dict[float, dict[str, list[dict]]]]]:
-    hashes: dict[str, set[str]] = {}
-    for r in records:
-        hashes.setdefault(r["key"]["method"], set()).add(r["key"]["checkpoint_hash"])
+    hashes = label_context(records)
     index: dict = {}
     for r in sorted(records, key=lambda r: (r["key"]["task"], r["key"]["method"], r["key"]["fraction"], r["key"]["seed"])):
         key = r["key"]
@@ -467,9 +491,7 @@ def build_paper_tables(records: Iterable[dict], layout: PaperLayout | None = Non
     records = list(records)
     pairs = {(c.task, c.metric) for t in layout.tables for c in t.columns}
     index = _index(records, pairs)
-    hashes: dict[str, set[str]] = {}
-    for r in records:
-        hashes.setdefault(r["key"]["method"], set()).add(r["key"]["checkpoint_hash"])
+    hashes = label_context(records)
     method_of = {row_label(r, hashes): r["key"]["method"] for r in records}
     order = {m: i for i, m in enumerate(layout.row_order)}
     out = []
@@ -534,9 +556,7 @@ def _notes(table: PaperTable, records: list[dict], n_resamples: int, seed: int, 
         if any(math.isnan(r.value) for r in table.reported.values()):
             notes.append("-: printed as '-' in the paper (" + "; ".join(sorted({r.source.split('; ', 1)[-1] for r in table.reported.values() if math.isnan(r.value)})) + ").")
     tasks = {leaf.task for leaf in table.leaves}
-    hashes: dict[str, set[str]] = {}
-    for r in records:
-        hashes.setdefault(r["key"]["method"], set()).add(r["key"]["checkpoint_hash"])
+    hashes = label_context(records)
     for r in records:
         if r.get("status") == "skipped" and r["key"]["task"] in tasks:
             line = f"{row_label(r, hashes)} on {r['key']['task']}: skipped ({r.get('reason', 'skipped')})"

@@ -198,12 +198,10 @@ def compare(records: Iterable[Mapping[str, Any]], reported: Sequence[Reported]) 
     """Every measured cell (row label × task × version × data × scale × size × metric × fraction)
     that has a reported twin, with both numbers in percent. Every metric of a record is compared,
     not only the primary one."""
-    from g2d_bench.leaderboard import row_label
+    from g2d_bench.leaderboard import label_context, row_label
 
     records = [r for r in records if r.get("status") == "ok"]
-    hashes: dict[str, set[str]] = {}
-    for r in records:
-        hashes.setdefault(r["key"]["method"], set()).add(r["key"]["checkpoint_hash"])
+    hashes = label_context(records)
     cells: dict[tuple, dict[str, Any]] = {}
     for r in sorted(records, key=lambda r: (r["key"]["task"], r["key"]["method"], r["key"]["fraction"], r["key"]["seed"])):
         key = r["key"]

@@ -104,6 +104,43 @@ def scored_images(pred_boxes: Sequence[np.ndarray], gt_boxes: Sequence[np.ndarra
     raise G2DBenchError(f"map_mode must be one of {', '.join(MAP_MODES)}, got {mode!r}")
 
 
+def _coco_inputs(pred_boxes, pred_scores, gt_boxes, mode: str, iou_thresholds) -> tuple[list[int], np.ndarray, list[dict]]:
+    """(the scored image indices, the IoU thresholds, pycocotools' detection list) of a mAP."""
+    if not len(pred_boxes) == len(pred_scores) == len(gt_boxes):
+        raise G2DBenchError(f"mAP: {len(pred_boxes)} predictions, {len(pred_scores)} score lists, {len(gt_boxes)} ground truths")
+    ids = scored_images(pred_boxes, gt_boxes, mode)
+    dets = [{"image_id": i, "category_id": 1, "bbox": list(map(float, box)), "score": float(s)}
+            for i in ids for box, s in zip(_xywh(pred_boxes[i]), np.asarray(pred_scores[i]).reshape(-1))]
+    return ids, np.asarray(iou_thresholds, dtype=np.float64), dets
+
+
+def _map_result(precision: "np.ndarray | None", thresholds: np.ndarray, n_gt: int, n_scored: int) -> dict[str, float]:
+    """``{"map", "ap50", "n_scored"}`` from COCOeval's precision (T×R×K×A×M; area "all" is index 0,
+    100 detections the last; -1 marks "no ground truth"); ``precision=None``: no prediction at all."""
+    ap50_index = np.flatnonzero(np.isclose(thresholds, 0.5))
+    if n_gt == 0:
+        return {"map": float("nan"), "ap50": float("nan"), "n_scored": n_scored}
+    if precision is None:
+        return {"map": 0.0, "ap50": 0.0 if ap50_index.size else float("nan"), "n_scored": n_scored}
+    precision = precision[:, :, 0, 0, -1]
+    per_threshold = np.array([p[p > -1].mean() if (p > -1).any() else np.nan for p in precision])
+    return {"map": float(np.nanmean(per_threshold)),
+            "ap50": float(per_threshold[ap50_index[0]]) if ap50_index.size else float("nan"), "n_scored": n_scored}
+
+
+def _evaluated(gt_boxes, ids: list[int], dets: list[dict], thresholds: np.ndarray, image_size: int):
+    """A COCOeval of one class whose ``evaluate`` (IoUs and per-image matching) has run."""
+    from pycocotools.cocoeval import COCOeval
+
+    gt = _coco_gt(gt_boxes, ids, image_size)
+    with contextlib.redirect_stdout(io.StringIO()):
+        evaluator = COCOeval(gt, gt.loadRes(dets), iouType="bbox")
+        evaluator.params.imgIds = ids
+        evaluator.params.iouThrs = thresholds
+        evaluator.evaluate()
+    return evaluator
+
+
 def detection_map(
     pred_boxes: Sequence[np.ndarray],
     pred_scores: Sequence[np.ndarray],
@@ -119,35 +156,14 @@ def detection_map(
     "n_scored": images counted}``. ``map`` is NaN when the counted images hold no ground-truth box
     (AP is undefined), 0.0 when there are boxes but no predictions.
     """
-    from pycocotools.cocoeval import COCOeval
-
-    if not len(pred_boxes) == len(pred_scores) == len(gt_boxes):
-        raise G2DBenchError(f"mAP: {len(pred_boxes)} predictions, {len(pred_scores)} score lists, {len(gt_boxes)} ground truths")
-    ids = scored_images(pred_boxes, gt_boxes, mode)
-    thresholds = np.asarray(iou_thresholds, dtype=np.float64)
+    ids, thresholds, dets = _coco_inputs(pred_boxes, pred_scores, gt_boxes, mode, iou_thresholds)
     n_gt = sum(len(gt_boxes[i]) for i in ids)
-    dets = [{"image_id": i, "category_id": 1, "bbox": list(map(float, box)), "score": float(s)}
-            for i in ids for box, s in zip(_xywh(pred_boxes[i]), np.asarray(pred_scores[i]).reshape(-1))]
-    ap50_index = np.flatnonzero(np.isclose(thresholds, 0.5))
-    if n_gt == 0:
-        return {"map": float("nan"), "ap50": float("nan"), "n_scored": len(ids)}
-    if not dets:
-        return {"map": 0.0, "ap50": 0.0 if ap50_index.size else float("nan"), "n_scored": len(ids)}
-    gt = _coco_gt(gt_boxes, ids, image_size)
+    if n_gt == 0 or not dets:
+        return _map_result(None, thresholds, n_gt, len(ids))
+    evaluator = _evaluated(gt_boxes, ids, dets, thresholds, image_size)
     with contextlib.redirect_stdout(io.StringIO()):
-        evaluator = COCOeval(gt, gt.loadRes(dets), iouType="bbox")
-        evaluator.params.imgIds = ids
-        evaluator.params.iouThrs = thresholds
-        evaluator.evaluate()
         evaluator.accumulate()
-    # precision: T×R×K×A×M; area "all" (0), maxDets 100 (-1); -1 marks "no ground truth"
-    precision = evaluator.eval["precision"][:, :, 0, 0, -1]
-    per_threshold = np.array([p[p > -1].mean() if (p > -1).any() else np.nan for p in precision])
-    return {
-        "map": float(np.nanmean(per_threshold)),
-        "ap50": float(per_threshold[ap50_index[0]]) if ap50_index.size else float("nan"),
-        "n_scored": len(ids),
-    }
+    return _map_result(evaluator.eval["precision"], thresholds, n_gt, len(ids))
 
 
 def detection_map_on_rows(
@@ -164,27 +180,14 @@ def detection_map_on_rows(
     truth), so pycocotools' ``evaluate`` — the IoUs and the matching, nearly all of the cost — runs
     once over every image, and each call re-runs only ``accumulate`` over the chosen images' match
     tables (area "all", 100 detections). Equal to :func:`detection_map` on the resampled lists
-    (tests/test_stats.py); about 50× faster on a 60-image test set."""
-    from pycocotools.cocoeval import COCOeval
-
-    if not len(pred_boxes) == len(pred_scores) == len(gt_boxes):
-        raise G2DBenchError(f"mAP: {len(pred_boxes)} predictions, {len(pred_scores)} score lists, {len(gt_boxes)} ground truths")
-    ids = scored_images(pred_boxes, gt_boxes, mode)
+    (tests/test_stats.py); about 10× faster per resample on the smoke grid's test sets."""
+    ids, thresholds, dets = _coco_inputs(pred_boxes, pred_scores, gt_boxes, mode, iou_thresholds)
     scored = np.zeros(len(gt_boxes), dtype=bool)
     scored[ids] = True
     n_gt = np.array([len(np.asarray(g).reshape(-1, 4)) for g in gt_boxes], dtype=np.int64)
-    thresholds = np.asarray(iou_thresholds, dtype=np.float64)
-    ap50_index = np.flatnonzero(np.isclose(thresholds, 0.5))
-    dets = [{"image_id": i, "category_id": 1, "bbox": list(map(float, box)), "score": float(s)}
-            for i in ids for box, s in zip(_xywh(pred_boxes[i]), np.asarray(pred_scores[i]).reshape(-1))]
     evaluator, per_image, position = None, [], {}
     if dets and n_gt[ids].sum() > 0:
-        gt = _coco_gt(gt_boxes, ids, image_size)
-        with contextlib.redirect_stdout(io.StringIO()):
-            evaluator = COCOeval(gt, gt.loadRes(dets), iouType="bbox")
-            evaluator.params.imgIds = ids
-            evaluator.params.iouThrs = thresholds
-            evaluator.evaluate()
+        evaluator = _evaluated(gt_boxes, ids, dets, thresholds, image_size)
         params = evaluator.params
         # evalImgs runs category × area range × image (params.imgIds, sorted): the first block is area "all"
         position = {image: k for k, image in enumerate(params.imgIds)}
@@ -193,19 +196,15 @@ def detection_map_on_rows(
 
     def on_rows(rows: np.ndarray) -> dict[str, float]:
         keep = [int(r) for r in rows if scored[r]]
-        if int(n_gt[keep].sum()) == 0:
-            return {"map": float("nan"), "ap50": float("nan"), "n_scored": len(keep)}
-        if evaluator is None:  # boxes but no predictions anywhere
-            return {"map": 0.0, "ap50": 0.0 if ap50_index.size else float("nan"), "n_scored": len(keep)}
+        total = int(n_gt[keep].sum())
+        if total == 0 or evaluator is None:
+            return _map_result(None, thresholds, total, len(keep))
         evaluator.evalImgs = [per_image[position[r]] for r in keep]
         evaluator.params.imgIds = list(range(len(keep)))
         evaluator._paramsEval = copy.copy(evaluator.params)
         with contextlib.redirect_stdout(io.StringIO()):
             evaluator.accumulate()
-        precision = evaluator.eval["precision"][:, :, 0, 0, -1]
-        per_threshold = np.array([p[p > -1].mean() if (p > -1).any() else np.nan for p in precision])
-        return {"map": float(np.nanmean(per_threshold)),
-                "ap50": float(per_threshold[ap50_index[0]]) if ap50_index.size else float("nan"), "n_scored": len(keep)}
+        return _map_result(evaluator.eval["precision"], thresholds, total, len(keep))
 
     return on_rows
 

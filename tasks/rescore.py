@@ -447,12 +447,103 @@ _DETECTION_NOTES = {
     "loc_hit50": "no boxes in the scores file: share of images with objects whose mean best IoU >= 0.5 (ignores scores and false positives)",
 }
 
+# -- zero-shot classification, zero-shot grounding -------------------------------------------------
+def _f1_accuracy(truth: np.ndarray, decision: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-column F1 (0 where a column has no positive and no positive decision: scikit-learn's
+    ``zero_division=0``) and accuracy of ``N×K`` {0, 1} arrays. Written out (2·TP / (2·TP + FP +
+    FN)) because 1,000 bootstrap resamples × K classes of scikit-learn calls take minutes; equal to
+    ``f1_score`` / ``accuracy_score`` (tests/test_stats.py)."""
+    truth, decision = truth > 0.5, decision > 0.5
+    tp = (truth & decision).sum(axis=0)
+    denominator = 2 * tp + (~truth & decision).sum(axis=0) + (truth & ~decision).sum(axis=0)
+    f1 = np.where(denominator > 0, 2.0 * tp / np.maximum(denominator, 1), 0.0)
+    return f1, (truth == decision).mean(axis=0)
+
+
+def zeroshot_metric(per_sample: "pd.DataFrame", spec: ScoreSpec, metric_name: str) -> float:
+    """``zero-shot-cls`` metrics, as :func:`g2d_bench.tasks.zeroshot.binary_metrics` and
+    ``multiclass_metrics`` compute them.
+
+    Binary (``y/``, ``p/``, ``d/<class>``): ``auc`` as ``linear-cls``; ``f1`` / ``accuracy`` of the
+    decisions ``d/`` (sim(positive) > sim(negative); files without them: ``p > 0.5``, the same
+    rule) averaged over the classes whose labels hold both values — on resamples over the classes
+    pinned on the full test set (``score_labels``); ``<metric>/<class>`` per class. Multiclass
+    (``target``, ``pred``, ``score/<class>``): ``accuracy`` and macro ``f1`` over every class,
+    ``f1/<class>``."""
+    if "target" in per_sample.columns:
+        names = [c[len("score/"):] for c in per_sample.columns if c.startswith("score/")]
+        target, pred = per_sample["target"].astype(str).to_numpy(), per_sample["pred"].astype(str).to_numpy()
+        if metric_name == "accuracy":
+            return float(np.mean(target == pred))
+        f1, _ = _f1_accuracy(np.stack([target == n for n in names], 1), np.stack([pred == n for n in names], 1))
+        if metric_name == "f1":
+            return float(f1.mean())
+        if metric_name.startswith("f1/") and metric_name[3:] in names:
+            return float(f1[names.index(metric_name[3:])])
+        raise _unknown(spec, metric_name, ["accuracy", "f1", *(f"f1/{n}" for n in names)])
+    _, names = _linear_layout(per_sample)
+    base, _, one = metric_name.partition("/")
+    if base == "auc":
+        return linear_metric(per_sample, spec, metric_name)
+    if base not in ("f1", "accuracy") or (one and one not in names):
+        raise _unknown(spec, metric_name, ["auc", "f1", "accuracy", *(f"{m}/{n}" for m in ("auc", "f1", "accuracy") for n in names)])
+    _require(per_sample, [f"y/{n}" for n in names], "zero-shot-cls (binary)")
+    y = per_sample[[f"y/{n}" for n in names]].to_numpy(dtype=np.float64)
+    if all(f"d/{n}" in per_sample.columns for n in names):
+        decision = per_sample[[f"d/{n}" for n in names]].to_numpy(dtype=np.float64)
+    else:
+        decision = (per_sample[[f"p/{n}" for n in names]].to_numpy(dtype=np.float64) > 0.5).astype(np.float64)
+    values = dict(zip(("f1", "accuracy"), _f1_accuracy(y, decision)))[base]
+    if one:
+        return float(values[names.index(one)])
+    labels = spec.setting("score_labels")
+    if labels is None:
+        labels = [n for k, n in enumerate(names) if _minority(y[:, k]) > 0]
+    return float(np.mean([values[names.index(n)] for n in labels])) if len(labels) else float("nan")
+
+
+def zeroshot_strata(per_sample: "pd.DataFrame", spec: ScoreSpec, metric_name: str) -> "np.ndarray | None":
+    """AUCs as ``linear-cls``; a per-class F1 / accuracy keeps that class's count; the rest: none."""
+    if "target" in per_sample.columns:
+        return None
+    base, _, one = metric_name.partition("/")
+    if base == "auc":
+        return linear_strata(per_sample, spec, metric_name)
+    return per_sample[f"y/{one}"].to_numpy() if one else None
+
+
+def zeroshot_pin(per_sample: "pd.DataFrame", spec: ScoreSpec, metric_name: str) -> ScoreSpec:
+    """Macro metrics on resamples average the classes scored on the full test set."""
+    if "target" in per_sample.columns:
+        return spec
+    if metric_name == "auc":
+        return linear_pin(per_sample, spec, metric_name)
+    if metric_name in ("f1", "accuracy") and spec.setting("score_labels") is None:
+        _, names = _linear_layout(per_sample)
+        return _with_settings(spec, score_labels=tuple(
+            n for n in names if _minority(per_sample[f"y/{n}"].to_numpy(dtype=np.float64)) > 0))
+    return spec
+
+
+def per_image_mean_metric(per_sample: "pd.DataFrame", spec: ScoreSpec, metric_name: str) -> float:
+    """``zero-shot-grounding``: the mean over the scored (positive) images of the metric's own
+    per-image column (NaN entries skipped), as :func:`g2d_bench.tasks.grounding.run` computes it."""
+    if metric_name not in spec.metrics or metric_name not in per_sample.columns:
+        raise _unknown(spec, metric_name, [m for m in spec.metrics if m in per_sample.columns])
+    values = per_sample[metric_name].to_numpy(dtype=np.float64)
+    return float(np.nanmean(values)) if np.isfinite(values).any() else float("nan")
+
+
 register("linear-cls", linear_metric, linear_strata, linear_pin)
+# cxr14-ft writes the multilabel y/ p/ table of linear classification and scores it the same way
+register("finetune-cls", linear_metric, linear_strata, linear_pin)
+register("zero-shot-cls", zeroshot_metric, zeroshot_strata, zeroshot_pin)
+register("zero-shot-grounding", per_image_mean_metric)
 register("segmentation", segmentation_metric, segmentation_strata)
 for _family in ("detection", "detection-ultralytics"):
     register(_family, detection_metric, proxies={"map": "loc_hit", "ap50": "loc_hit50"}, notes=_DETECTION_NOTES,
              prepare=detection_prepare)
-# Families added by other modules register here the same way, e.g. in g2d_bench/tasks/zeroshot.py:
+# Families added by other modules register the same way, e.g. in their own module:
 #   from g2d_bench.tasks.rescore import register
-#   register("zero-shot-cls", zeroshot_metric, zeroshot_strata)
-# or define RESCORER = FamilyScorer(zeroshot_metric, zeroshot_strata) beside the family's run().
+#   register("my-family", my_metric, my_strata)
+# or define RESCORER = FamilyScorer(my_metric, my_strata) beside the family's run().

@@ -345,5 +345,6 @@ def run(ctx: TaskContext) -> TaskResult:
         for k, name in enumerate(names):
             per_sample[f"y/{name}"] = y[:, k]
             per_sample[f"p/{name}"] = scores[:, k]
+            per_sample[f"d/{name}"] = decisions[:, k].astype(int)  # sim(positive) > sim(negative): F1, accuracy
         info["positives"] = {n: int(y[:, k].sum()) for k, n in enumerate(names)}
     return TaskResult(metrics=metrics, per_sample=per_sample, info=info)

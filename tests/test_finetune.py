@@ -92,6 +92,14 @@ def test_cxr14_ft_runs_for_every_method_and_leaves_the_adapter_unchanged(method,
     assert tenth["info"]["epochs_run"] == 1 and len(tenth["info"]["history"]) == 1
     assert 0 < hundredth["info"]["n_train"] < tenth["info"]["n_train"] == tenth["data"]["counts"]["train_fraction"]
     assert tenth["info"]["n_test"] == tenth["data"]["counts"]["test"] and tenth["data"]["split"] == "official"
+    # the statistics layer recomputes every metric (macro and per-class AUC) from the scores file
+    from g2d_bench import stats
+    from g2d_bench.tasks import rescore
+
+    tenth["_path"] = str(paths[0])
+    scores = stats.load_scores(tenth)
+    for name, value in tenth["metrics"].items():
+        assert rescore.metric(scores, tenth, name) == pytest.approx(value, abs=1e-9), name
 
 
 def test_the_cpu_budget_is_applied_and_recorded(home, tmp_path):

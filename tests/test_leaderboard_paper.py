@@ -250,3 +250,20 @@ def test_cli_helpers(runs, tmp_path):
     assert "| Random Init (reported) |" in flat and "**Table runs.**" in flat
     with pytest.raises(Exception, match="no run records"):
         lb.leaderboard_command(parser.parse_args(["--out", str(tmp_path / "none")]))
+
+
+def test_a_grids_per_task_overrides_make_one_row_per_method_but_different_settings_stay_apart():
+    from g2d_bench.leaderboard import label_context, row_label
+
+    def rec(task, overrides, method="random"):
+        return {"key": {"method": method, "task": task, "checkpoint_hash": "h", "overrides": overrides}}
+
+    grid = [rec("rsna-cls", {"max_epochs": 2}), rec("rsna-det", {"max_epochs": 2, "head_width": 0.25}), rec("rsna-zs", {})]
+    context = label_context(grid)
+    assert {row_label(r, context) for r in grid} == {"random [head_width=0.25,max_epochs=2]"}
+    same_task = [rec("rsna-cls", {"max_epochs": 2}), rec("rsna-cls", {})]  # two settings of one task: two rows
+    context = label_context(same_task)
+    assert [row_label(r, context) for r in same_task] == ["random [max_epochs=2]", "random"]
+    across = [rec("rsna-cls", {"max_epochs": 2}), rec("siim-seg", {"max_epochs": 3})]  # one setting, two values
+    context = label_context(across)
+    assert [row_label(r, context) for r in across] == ["random [max_epochs=2]", "random [max_epochs=3]"]

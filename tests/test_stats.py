@@ -199,6 +199,28 @@ def test_bootstrap_map_from_one_matching_equals_pycocotools_on_each_resample(tmp
     assert nothing(np.arange(40))["map"] == 0.0 == detection_map([np.zeros((0, 4))] * 40, [np.zeros(0)] * 40, gts, 64)["map"]
 
 
+def test_zero_shot_f1_and_accuracy_equal_scikit_learn():
+    from sklearn.metrics import accuracy_score, f1_score
+
+    rng = np.random.default_rng(3)
+    y = (rng.random((50, 4)) < [0.3, 0.0, 0.5, 1.0]).astype(float)  # class 1 never positive, class 3 always
+    d = (rng.random((50, 4)) < 0.4).astype(float)
+    d[:, 1] = 0  # no positive and no positive decision: F1 0 (zero_division=0)
+    f1, accuracy = rescore._f1_accuracy(y, d)
+    for k in range(4):
+        assert f1[k] == pytest.approx(f1_score(y[:, k], d[:, k], zero_division=0), abs=1e-12)
+        assert accuracy[k] == pytest.approx(accuracy_score(y[:, k], d[:, k]), abs=1e-12)
+    names = ["a", "b", "c", "e"]
+    table = pd.DataFrame({"sample_id": range(50), **{f"y/{n}": y[:, k] for k, n in enumerate(names)},
+                          **{f"p/{n}": rng.random(50) for n in names}, **{f"d/{n}": d[:, k] for k, n in enumerate(names)}})
+    spec = rescore.ScoreSpec.from_task(TASKS.get("cxr14-zs"))
+    # macro over the classes whose labels hold both values (a, c), as zeroshot.binary_metrics
+    assert rescore.metric(table, spec, "f1") == pytest.approx((f1[0] + f1[2]) / 2, abs=1e-12)
+    assert rescore.metric(table, spec, "accuracy/e") == pytest.approx(accuracy[3], abs=1e-12)
+    pinned = rescore.pinned(table, spec, "f1")
+    assert pinned.settings["score_labels"] == ("a", "c")
+
+
 def test_detection_without_boxes_names_what_is_missing_and_offers_a_proxy():
     table = pd.DataFrame({"sample_id": list("abcd"), "n_pred": [1, 0, 2, 1], "n_gt": [1, 1, 0, 2],
                           "best_iou": [0.62, 0.0, np.nan, 0.45], "max_score": [0.9, np.nan, 0.7, 0.6]})

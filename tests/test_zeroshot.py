@@ -338,6 +338,25 @@ def test_scores_file_holds_the_probabilities(home, tmp_path):
     assert probs.min() >= 1 / (1 + np.exp(2)) - 1e-6 and probs.max() <= 1 / (1 + np.exp(-2)) + 1e-6
 
 
+@pytest.mark.parametrize("task", ["rsna-zs", "cxr14-zs", "chexpert5x200-zs", "rsna-ground"])
+def test_every_metric_is_recomputed_from_the_scores_file_for_the_bootstrap(task, home, tmp_path):
+    """The statistics layer (bootstrap CIs, paired tests) recomputes each metric from the scores file:
+    on the full test set it must give the record's numbers, every metric, per class included."""
+    from g2d_bench import stats
+    from g2d_bench.records import iter_records
+    from g2d_bench.tasks import rescore
+
+    record = run_task(task, "g2d", home, tmp_path, untrained_g2d(home / "g2d-untrained"))
+    assert record["status"] == "ok"
+    [record] = list(iter_records(tmp_path))
+    scores = stats.load_scores(record)
+    for name, value in record["metrics"].items():
+        assert rescore.metric(scores, record, name) == pytest.approx(value, abs=1e-9, nan_ok=True), name
+    cell = stats.cell_scores([record], record["primary"])
+    ci = stats.cell_ci(cell, n_resamples=50)
+    assert not cell.approximate and ci.low <= record["metrics"][record["primary"]] + 1e-12 <= ci.high + 2e-12
+
+
 @pytest.mark.parametrize("method", METHODS.names())
 def test_every_method_runs_the_prompt_tasks_or_gets_a_skipped_record(method, home, tmp_path):
     """Done-when of issue 23: the seven zero-shot / grounding tasks run on SynthCXR for every method
