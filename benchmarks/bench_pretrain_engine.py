@@ -8,7 +8,8 @@ Both run in this process, on SynthCXR's MIMIC-format copy at CPU scale (ResNet-1
 scratch BERT without its MLM warm-up (``scratch_mlm_steps=0``: model build time is not step time).
 The engine's step times come from its ``after_step`` hook (wall time between consecutive steps,
 so data loading, augmentation, tokenisation, logging and the LR schedule are inside); the bare loop
-reuses one pre-augmented, pre-tokenised batch. Each method is measured ``--repeats`` times in turns
+reuses one pre-augmented, pre-tokenised batch (texts through the recipe's ``text_transform``, as the
+engine feeds them). Each method is measured ``--repeats`` times in turns
 (engine, bare, engine, bare …) and the median ratio printed.
 """
 from __future__ import annotations
@@ -64,14 +65,22 @@ def bare_rate(method: str, steps: int, warmup: int, batch: int, home: Path) -> f
     model = recipe.build(config, reports).to(memory_format=torch.channels_last).train()
     transform = recipe.augmentations(config)
     x = torch.stack([transform(torch.from_numpy(images[i][None].copy())) for i in range(batch)]).contiguous(memory_format=torch.channels_last)
-    tokens = model.tokenize(reports[:batch])
+    # the texts the engine feeds: the recipe's text transform (GLoRIA and ConVIRT sample one sentence
+    # per report) applied once, so the bare loop runs the same sequence lengths
+    text_transform = getattr(recipe, "text_transform", None)
+    sample = text_transform(config) if text_transform is not None else None
+    texts = reports[:batch] if sample is None else [sample(r) or r for r in reports[:batch]]
+    tokens = model.tokenize(texts)
     optimizer = make_optimizer(recipe, model, opt, opt["lr"])
+    after_backward = getattr(recipe, "after_backward", None)
     times = []
     for step in range(warmup + steps):
         start = time.perf_counter()
         out = model(x, **tokens, step=10_000, epoch=10)
         optimizer.zero_grad(set_to_none=True)
         out["loss"].backward()
+        if after_backward is not None:  # part of the method's step (GLoRIA clips gradients), not engine overhead
+            after_backward(model, step, 10)
         optimizer.step()
         times.append(time.perf_counter() - start)
     return batch / statistics.median(times[warmup:])

@@ -305,6 +305,32 @@ def linear_metric(per_sample: "pd.DataFrame", spec: ScoreSpec, metric_name: str)
     raise _unknown(spec, metric_name, ["auc", *(f"auc/{n}" for n in names)])
 
 
+def linear_prepare(per_sample: "pd.DataFrame", spec: ScoreSpec, metric_name: str) -> "Callable[[np.ndarray], float] | None":
+    """Multilabel ``auc`` / ``auc/<label>`` on row subsets from arrays read once (the bootstrap's
+    1,000 resamples would otherwise rebuild pandas frames 1,000 times per cell); the numbers of
+    :func:`linear_metric` on ``per_sample.iloc[rows]`` (tests/test_stats.py)."""
+    multiclass, names = _linear_layout(per_sample)
+    if multiclass or not (metric_name == "auc" or metric_name.startswith("auc/") and metric_name[4:] in names):
+        return None
+    if any(f"y/{n}" not in per_sample.columns for n in names):
+        return None
+    y = per_sample[[f"y/{n}" for n in names]].to_numpy(dtype=np.float64)
+    probs = per_sample[[f"p/{n}" for n in names]].to_numpy(dtype=np.float64)
+    if metric_name != "auc":
+        k = names.index(metric_name[4:])
+        return lambda rows: binary_auc(y[rows, k], probs[rows, k])
+    pinned_labels = spec.setting("auc_labels")
+    if pinned_labels is not None:
+        ks = [names.index(n) for n in pinned_labels]
+        return lambda rows: float(np.mean([binary_auc(y[rows, k], probs[rows, k]) for k in ks])) if ks else float("nan")
+
+    def unpinned(rows: np.ndarray) -> float:
+        kept = [v for v in (binary_auc(y[rows, k], probs[rows, k]) for k in range(len(names))) if not np.isnan(v)]
+        return float(np.mean(kept)) if kept else float("nan")
+
+    return unpinned
+
+
 def _minority(y: np.ndarray) -> int:
     positives = int((y > 0.5).sum())
     return min(positives, len(y) - positives)
@@ -534,10 +560,11 @@ def per_image_mean_metric(per_sample: "pd.DataFrame", spec: ScoreSpec, metric_na
     return float(np.nanmean(values)) if np.isfinite(values).any() else float("nan")
 
 
-register("linear-cls", linear_metric, linear_strata, linear_pin)
+register("linear-cls", linear_metric, linear_strata, linear_pin, prepare=linear_prepare)
 # cxr14-ft writes the multilabel y/ p/ table of linear classification and scores it the same way
-register("finetune-cls", linear_metric, linear_strata, linear_pin)
-register("zero-shot-cls", zeroshot_metric, zeroshot_strata, zeroshot_pin)
+register("finetune-cls", linear_metric, linear_strata, linear_pin, prepare=linear_prepare)
+register("zero-shot-cls", zeroshot_metric, zeroshot_strata, zeroshot_pin,
+         prepare=lambda table, spec, name: None if "target" in table.columns else linear_prepare(table, spec, name))
 register("zero-shot-grounding", per_image_mean_metric)
 register("segmentation", segmentation_metric, segmentation_strata)
 for _family in ("detection", "detection-ultralytics"):

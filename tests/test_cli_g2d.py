@@ -116,3 +116,16 @@ def test_pretrain_command_writes_a_checkpoint_that_runs_as_a_method(tmp_path):
 
     adapter = load_g2d_adapter(tmp_path / "ckpt")
     assert adapter.has(Capability.DECODER) and adapter.has(Capability.TEXT)
+    # the folder names its method: `run` needs no --method, and another method's name is a one-line error
+    def cli(*args):  # a 200-image RSNA copy: 60 leave the 1 % split of the manifest empty
+        return subprocess.run([sys.executable, "-m", "g2d_bench.cli", *args, "--no-progress"], capture_output=True, text=True,
+                              env={**env, "G2D_BENCH_SYNTH_N": "200"}, cwd=tmp_path, timeout=600)
+
+    ok = cli("run", "--checkpoint", str(tmp_path / "ckpt"), "--task", "rsna-zs", "--fraction", "1", "--image-size", "64")
+    assert ok.returncode == 0, ok.stderr[-2000:]
+    [record] = [json.loads(p.read_text()) for p in (tmp_path / "runs").rglob("*.json")]
+    assert record["key"]["method"] == "g2d" and record["status"] == "ok"
+    wrong = cli("run", "--method", "mgca", "--checkpoint", str(tmp_path / "ckpt"), "--task", "rsna-zs", "--fraction", "1")
+    assert wrong.returncode != 0
+    assert f"{tmp_path / 'ckpt'} is a checkpoint of method 'g2d', not 'mgca'; use --method g2d" in wrong.stderr
+    assert len(wrong.stderr.strip().splitlines()) == 1 and not list((tmp_path / "runs").rglob("*mgca*"))

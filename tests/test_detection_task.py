@@ -5,14 +5,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
+import torchvision
 
-torch = pytest.importorskip("torch")
-torchvision = pytest.importorskip("torchvision")
-
-from g2d_bench.adapter import MethodAdapter, Preprocess  # noqa: E402
-from g2d_bench.errors import G2DBenchError  # noqa: E402
-from g2d_bench.task import SplitArrays, TaskContext  # noqa: E402
-from g2d_bench.tasks import detection as det  # noqa: E402
+from g2d_bench.adapter import MethodAdapter, Preprocess
+from g2d_bench.errors import G2DBenchError
+from g2d_bench.task import SplitArrays, TaskContext
+from g2d_bench.tasks import detection as det
 
 HP = {k: det.COMMON[k].value for k in ("ignore_threshold", "anchor_iou_plus_one", "lambda_xy", "lambda_wh", "lambda_conf", "lambda_cls", "noobj_weight")}
 

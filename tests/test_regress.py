@@ -10,8 +10,6 @@ import math
 from dataclasses import replace
 from pathlib import Path
 
-import pytest
-
 from g2d_bench.regress import compare, read_reference, regress, write_reference
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -44,7 +42,6 @@ def test_reference_round_trip_and_comparisons(tmp_path):
     assert compare(table, {k: v for k, v in measured.items() if k != key}, only={"task": {"other"}}).checked == 0
 
 
-@pytest.mark.skipif(not SMOKE.is_file(), reason="no committed smoke reference (results/reference/smoke.csv)")
 def test_the_smoke_grid_reproduces_its_reference(tmp_path, monkeypatch):
     """CI's regression check: run the smoke grid (every method that builds without weights x one task
     per family x 1/10/100 %, tiny pretraining included), check every record's contract — ok or
@@ -72,7 +69,6 @@ def test_the_smoke_grid_reproduces_its_reference(tmp_path, monkeypatch):
     assert outcome.checked > 100 and outcome.ok, outcome.table()
 
 
-@pytest.mark.skipif(not SMOKE.is_file(), reason="no committed smoke reference (results/reference/smoke.csv)")
 def test_a_changed_protocol_constant_or_metric_fails_regress(tmp_path, monkeypatch):
     """On segmentation cells (tight bands: Dice moved by at most 0.014 under other seeds or thread
     counts): the prediction threshold 0.5 -> 0.9 (a protocol constant) and Dice computed as 1 - Dice

@@ -4,14 +4,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
+import torchvision
 
-torch = pytest.importorskip("torch")
-torchvision = pytest.importorskip("torchvision")
-
-from g2d_bench.adapter import Capability, MethodAdapter, Preprocess  # noqa: E402
-from g2d_bench.errors import G2DBenchError  # noqa: E402
-from g2d_bench.task import SplitArrays, TaskContext  # noqa: E402
-from g2d_bench.tasks import segmentation as seg  # noqa: E402
+from g2d_bench.adapter import Capability, MethodAdapter, Preprocess
+from g2d_bench.errors import G2DBenchError
+from g2d_bench.task import SplitArrays, TaskContext
+from g2d_bench.tasks import segmentation as seg
 
 
 def blobs(n: int, size: int, seed: int) -> SplitArrays:

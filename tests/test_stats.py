@@ -199,6 +199,21 @@ def test_bootstrap_map_from_one_matching_equals_pycocotools_on_each_resample(tmp
     assert nothing(np.arange(40))["map"] == 0.0 == detection_map([np.zeros((0, 4))] * 40, [np.zeros(0)] * 40, gts, 64)["map"]
 
 
+@pytest.mark.parametrize("pinned", [False, True])
+def test_prepared_auc_equals_the_metric_on_each_resample(pinned):
+    rng = np.random.default_rng(5)
+    y = (rng.random((80, 3)) < [0.2, 0.5, 0.05]).astype(float)
+    table = pd.DataFrame({"sample_id": range(80), **{f"y/{n}": y[:, k] for k, n in enumerate("abc")},
+                          **{f"p/{n}": np.round(rng.random(80), 2) for n in "abc"}})  # ties
+    spec = rescore.ScoreSpec.from_task(TASKS.get("chexpert-cls"))
+    for name in ("auc", "auc/a", "auc/c"):
+        use = rescore.pinned(table, spec, name) if pinned else spec
+        fast = rescore.on_rows(table, use, name)
+        assert rescore.scorer(use).prepare(table, use, name) is not None
+        for rows in (np.arange(80), rng.integers(0, 80, 80), rng.integers(0, 80, 30)):
+            assert fast(rows) == pytest.approx(rescore.metric(table.iloc[rows], use, name), abs=1e-12, nan_ok=True)
+
+
 def test_zero_shot_f1_and_accuracy_equal_scikit_learn():
     from sklearn.metrics import accuracy_score, f1_score
 

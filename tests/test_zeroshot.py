@@ -10,15 +10,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
-torch = pytest.importorskip("torch")
-
-from g2d_bench.adapter import Capability, MethodAdapter, Preprocess  # noqa: E402
-from g2d_bench.errors import G2DBenchError  # noqa: E402
-from g2d_bench.methods import METHODS  # noqa: E402
-from g2d_bench.runner import RunConfig, build_adapter, run  # noqa: E402
-from g2d_bench.task import SplitArrays, TaskContext  # noqa: E402
-from g2d_bench.tasks import TASKS, zeroshot  # noqa: E402
+from g2d_bench.adapter import Capability, MethodAdapter, Preprocess
+from g2d_bench.errors import G2DBenchError
+from g2d_bench.methods import METHODS
+from g2d_bench.runner import RunConfig, build_adapter, run
+from g2d_bench.task import SplitArrays, TaskContext
+from g2d_bench.tasks import TASKS, zeroshot
 
 #: SHA-256 of tasks/prompts.yaml. A failure here means a prompt changed: bump `version` in the
 #: file and zeroshot.PROMPTS_VERSION, bump the version of every zero-shot and grounding task, then
