@@ -118,7 +118,7 @@ def row_label(record: dict, context: dict[str, dict]) -> str:
 def build_table(records: Iterable[dict], metric: str | None = None, tasks: Iterable[str] | None = None) -> Table:
     """Group records into cells. ``metric``: report this metric instead of each task's primary."""
     records = [r for r in records if tasks is None or r["key"]["task"] in set(tasks)]
-    hashes = label_context(records)
+    context = label_context(records)
     cells: dict[tuple[str, Column, float], Cell] = {}
     skipped: dict[tuple[str, Column], str] = {}
     rows: list[str] = []
@@ -128,7 +128,7 @@ def build_table(records: Iterable[dict], metric: str | None = None, tasks: Itera
         key = r["key"]
         name = metric or r.get("primary") or r["task"]["primary"]
         column = Column(key["task"], key["task_version"], r["task"]["protocol"], key["image_size"], name, key.get("data", "synthcxr"), key.get("scale", "paper"))
-        row = row_label(r, hashes)
+        row = row_label(r, context)
         if row not in rows:
             rows.append(row)
         if column not in columns:
@@ -382,7 +382,7 @@ def _variants(columns: Iterable[Column]) -> dict[Column, str]:
 
 
 def _index(records: list[dict], pairs: set[tuple[str, str]]) -> dict[tuple[str, str], dict[Column, dict[float, dict[str, list[dict]]]]]:
-    hashes = label_context(records)
+    context = label_context(records)
     index: dict = {}
     for r in sorted(records, key=lambda r: (r["key"]["task"], r["key"]["method"], r["key"]["fraction"], r["key"]["seed"])):
         key = r["key"]
@@ -390,7 +390,7 @@ def _index(records: list[dict], pairs: set[tuple[str, str]]) -> dict[tuple[str, 
             if task != key["task"] or r.get("status") != "ok" or metric not in r.get("metrics", {}):
                 continue
             column = Column(task, key["task_version"], r["task"]["protocol"], key["image_size"], metric, key.get("data", "synthcxr"), key.get("scale", "paper"))
-            row = row_label(r, hashes)
+            row = row_label(r, context)
             index.setdefault((task, metric), {}).setdefault(column, {}).setdefault(key["fraction"], {}).setdefault(row, []).append(r)
     return index
 
@@ -491,8 +491,8 @@ def build_paper_tables(records: Iterable[dict], layout: PaperLayout | None = Non
     records = list(records)
     pairs = {(c.task, c.metric) for t in layout.tables for c in t.columns}
     index = _index(records, pairs)
-    hashes = label_context(records)
-    method_of = {row_label(r, hashes): r["key"]["method"] for r in records}
+    context = label_context(records)
+    method_of = {row_label(r, context): r["key"]["method"] for r in records}
     order = {m: i for i, m in enumerate(layout.row_order)}
     out = []
     for spec in layout.tables:
@@ -556,10 +556,10 @@ def _notes(table: PaperTable, records: list[dict], n_resamples: int, seed: int, 
         if any(math.isnan(r.value) for r in table.reported.values()):
             notes.append("-: printed as '-' in the paper (" + "; ".join(sorted({r.source.split('; ', 1)[-1] for r in table.reported.values() if math.isnan(r.value)})) + ").")
     tasks = {leaf.task for leaf in table.leaves}
-    hashes = label_context(records)
+    context = label_context(records)
     for r in records:
         if r.get("status") == "skipped" and r["key"]["task"] in tasks:
-            line = f"{row_label(r, hashes)} on {r['key']['task']}: skipped ({r.get('reason', 'skipped')})"
+            line = f"{row_label(r, context)} on {r['key']['task']}: skipped ({r.get('reason', 'skipped')})"
             if line not in notes:
                 notes.append(line)
     return notes + extra

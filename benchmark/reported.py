@@ -201,7 +201,7 @@ def compare(records: Iterable[Mapping[str, Any]], reported: Sequence[Reported]) 
     from g2d_bench.leaderboard import label_context, row_label
 
     records = [r for r in records if r.get("status") == "ok"]
-    hashes = label_context(records)
+    context = label_context(records)
     cells: dict[tuple, dict[str, Any]] = {}
     for r in sorted(records, key=lambda r: (r["key"]["task"], r["key"]["method"], r["key"]["fraction"], r["key"]["seed"])):
         key = r["key"]
@@ -209,7 +209,7 @@ def compare(records: Iterable[Mapping[str, Any]], reported: Sequence[Reported]) 
             twins = twin(r, metric, reported)
             if not twins:
                 continue
-            ident = (row_label(r, hashes), key["task"], key["task_version"], key.get("data", ""), key.get("scale", ""),
+            ident = (row_label(r, context), key["task"], key["task_version"], key.get("data", ""), key.get("scale", ""),
                      key["image_size"], metric, key["fraction"])
             cell = cells.setdefault(ident, {"values": [], "seeds": [], "twins": twins, "method": key["method"]})
             cell["values"].append(float(value))

@@ -292,17 +292,32 @@ def linear_metric(per_sample: "pd.DataFrame", spec: ScoreSpec, metric_name: str)
         raise _unknown(spec, metric_name, ("accuracy", "auc"))
     _require(per_sample, [f"y/{n}" for n in names], "linear-cls (multilabel)")
     y = per_sample[[f"y/{n}" for n in names]].to_numpy(dtype=np.float64)
-    if metric_name == "auc":
-        pinned_labels = spec.setting("auc_labels")
-        if pinned_labels is not None:
-            values = [binary_auc(y[:, names.index(n)], probs[:, names.index(n)]) for n in pinned_labels]
-            return float(np.mean(values)) if values else float("nan")  # a NaN (lost class) propagates
-        kept = [v for v in (binary_auc(y[:, k], probs[:, k]) for k in range(len(names))) if not np.isnan(v)]
-        return float(np.mean(kept)) if kept else float("nan")  # linear.score: np.mean over labels with an AUC
+    on_rows = _multilabel_auc(y, probs, names, spec, metric_name)
+    if on_rows is None:
+        raise _unknown(spec, metric_name, ["auc", *(f"auc/{n}" for n in names)])
+    return on_rows(np.arange(len(y)))
+
+
+def _multilabel_auc(y: np.ndarray, probs: np.ndarray, names: Sequence[str], spec: ScoreSpec,
+                    metric_name: str) -> "Callable[[np.ndarray], float] | None":
+    """``rows -> auc`` (the mean over the labels whose rows hold both classes, NaN if none does; over
+    exactly the pinned ``auc_labels`` when the spec has them, a lost class giving NaN) or ``rows ->
+    auc/<label>`` of ``N×K`` label and probability arrays; ``None`` for any other metric."""
     if metric_name.startswith("auc/") and metric_name[4:] in names:
         k = names.index(metric_name[4:])
-        return binary_auc(y[:, k], probs[:, k])
-    raise _unknown(spec, metric_name, ["auc", *(f"auc/{n}" for n in names)])
+        return lambda rows: binary_auc(y[rows, k], probs[rows, k])
+    if metric_name != "auc":
+        return None
+    pinned_labels = spec.setting("auc_labels")
+    if pinned_labels is not None:
+        ks = [names.index(n) for n in pinned_labels]  # a NaN (lost class) propagates
+        return lambda rows: float(np.mean([binary_auc(y[rows, k], probs[rows, k]) for k in ks])) if ks else float("nan")
+
+    def unpinned(rows: np.ndarray) -> float:  # linear.score: np.mean over labels with an AUC
+        kept = [v for v in (binary_auc(y[rows, k], probs[rows, k]) for k in range(len(names))) if not np.isnan(v)]
+        return float(np.mean(kept)) if kept else float("nan")
+
+    return unpinned
 
 
 def linear_prepare(per_sample: "pd.DataFrame", spec: ScoreSpec, metric_name: str) -> "Callable[[np.ndarray], float] | None":
@@ -310,30 +325,21 @@ def linear_prepare(per_sample: "pd.DataFrame", spec: ScoreSpec, metric_name: str
     1,000 resamples would otherwise rebuild pandas frames 1,000 times per cell); the numbers of
     :func:`linear_metric` on ``per_sample.iloc[rows]`` (tests/test_stats.py)."""
     multiclass, names = _linear_layout(per_sample)
-    if multiclass or not (metric_name == "auc" or metric_name.startswith("auc/") and metric_name[4:] in names):
-        return None
-    if any(f"y/{n}" not in per_sample.columns for n in names):
+    if multiclass or any(f"y/{n}" not in per_sample.columns for n in names):
         return None
     y = per_sample[[f"y/{n}" for n in names]].to_numpy(dtype=np.float64)
     probs = per_sample[[f"p/{n}" for n in names]].to_numpy(dtype=np.float64)
-    if metric_name != "auc":
-        k = names.index(metric_name[4:])
-        return lambda rows: binary_auc(y[rows, k], probs[rows, k])
-    pinned_labels = spec.setting("auc_labels")
-    if pinned_labels is not None:
-        ks = [names.index(n) for n in pinned_labels]
-        return lambda rows: float(np.mean([binary_auc(y[rows, k], probs[rows, k]) for k in ks])) if ks else float("nan")
-
-    def unpinned(rows: np.ndarray) -> float:
-        kept = [v for v in (binary_auc(y[rows, k], probs[rows, k]) for k in range(len(names))) if not np.isnan(v)]
-        return float(np.mean(kept)) if kept else float("nan")
-
-    return unpinned
+    return _multilabel_auc(y, probs, names, spec, metric_name)
 
 
 def _minority(y: np.ndarray) -> int:
     positives = int((y > 0.5).sum())
     return min(positives, len(y) - positives)
+
+
+def _labels_with_both_classes(per_sample: "pd.DataFrame", names: Sequence[str]) -> tuple[str, ...]:
+    """The labels whose ``y/<label>`` column holds both classes: those a macro metric averages."""
+    return tuple(n for n in names if f"y/{n}" in per_sample.columns and _minority(per_sample[f"y/{n}"].to_numpy(dtype=np.float64)) > 0)
 
 
 def linear_strata(per_sample: "pd.DataFrame", spec: ScoreSpec, metric_name: str) -> "np.ndarray | None":
@@ -362,8 +368,7 @@ def linear_pin(per_sample: "pd.DataFrame", spec: ScoreSpec, metric_name: str) ->
     multiclass, names = _linear_layout(per_sample)
     if multiclass or metric_name != "auc" or spec.setting("auc_labels") is not None:
         return spec
-    labels = tuple(n for n in names if f"y/{n}" in per_sample.columns and _minority(per_sample[f"y/{n}"].to_numpy(dtype=np.float64)) > 0)
-    return _with_settings(spec, auc_labels=labels)
+    return _with_settings(spec, auc_labels=_labels_with_both_classes(per_sample, names))
 
 
 # -- segmentation ---------------------------------------------------------------------------------
@@ -524,7 +529,7 @@ def zeroshot_metric(per_sample: "pd.DataFrame", spec: ScoreSpec, metric_name: st
         return float(values[names.index(one)])
     labels = spec.setting("score_labels")
     if labels is None:
-        labels = [n for k, n in enumerate(names) if _minority(y[:, k]) > 0]
+        labels = _labels_with_both_classes(per_sample, names)
     return float(np.mean([values[names.index(n)] for n in labels])) if len(labels) else float("nan")
 
 
@@ -546,8 +551,7 @@ def zeroshot_pin(per_sample: "pd.DataFrame", spec: ScoreSpec, metric_name: str) 
         return linear_pin(per_sample, spec, metric_name)
     if metric_name in ("f1", "accuracy") and spec.setting("score_labels") is None:
         _, names = _linear_layout(per_sample)
-        return _with_settings(spec, score_labels=tuple(
-            n for n in names if _minority(per_sample[f"y/{n}"].to_numpy(dtype=np.float64)) > 0))
+        return _with_settings(spec, score_labels=_labels_with_both_classes(per_sample, names))
     return spec
 
 
