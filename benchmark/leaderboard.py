@@ -489,13 +489,16 @@ def build_paper_tables(records: Iterable[dict], layout: PaperLayout | None = Non
     level = stats.LEVEL if level is None else level
     layout = layout or load_layout()
     records = list(records)
-    pairs = {(c.task, c.metric) for t in layout.tables for c in t.columns}
-    index = _index(records, pairs)
-    context = label_context(records)
-    method_of = {row_label(r, context): r["key"]["method"] for r in records}
     order = {m: i for i, m in enumerate(layout.row_order)}
     out = []
     for spec in layout.tables:
+        # a table's row labels name the settings of its own tasks' runs only (a grid's max_epochs on
+        # the dense tasks is not printed beside the linear probe's rows)
+        tasks = {c.task for c in spec.columns}
+        table_records = [r for r in records if r["key"]["task"] in tasks]
+        index = _index(table_records, {(c.task, c.metric) for c in spec.columns})
+        context = label_context(table_records)
+        method_of = {row_label(r, context): r["key"]["method"] for r in table_records}
         shown = [r for r in (reported or []) if r.setting == MAIN and (r.table == spec.id or spec.id == AUTO_TABLE)]
         leaves = _leaves(spec, index, shown)
         if not leaves:
@@ -518,7 +521,7 @@ def build_paper_tables(records: Iterable[dict], layout: PaperLayout | None = Non
                     if row not in table.reported_rows:
                         table.reported_rows.append(row)
                     table.reported[(row, i)] = r
-        table.notes = _notes(table, records, n_resamples, seed, alpha, level, sorted(notes))
+        table.notes = _notes(table, table_records, n_resamples, seed, alpha, level, sorted(notes))
         out.append(table)
     return out
 

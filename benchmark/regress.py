@@ -56,10 +56,14 @@ def tolerance_for(task: str, metric: str, tolerances: dict[str, float | None]) -
 def write_reference(records: Iterable[dict], path: Path, tolerances: dict[str, dict[str, Any]], provenance: dict[str, Any]) -> Path:
     """Write ``path`` (.csv) and its ``.json`` sidecar from records. ``tolerances``: a name
     (:func:`tolerance_for`) → {"value": float or None, "why": text}; cells whose tolerance is
-    None are left out of the reference."""
+    None are left out of the reference. The sidecar also lists the skipped runs (a method without a
+    capability the task needs) with their reason, so every cell of the grid is accounted for."""
     from g2d_bench.io import atomic_write, write_json
 
     values = {m: (None if t["value"] is None else float(t["value"])) for m, t in tolerances.items()}
+    records = list(records)
+    skipped = sorted([r["key"]["method"], r["key"]["task"], float(r["key"]["fraction"]), int(r["key"]["seed"]), r.get("reason", "")]
+                     for r in records if r.get("status") == "skipped")
     rows = sorted(cells(records).items())
     if not rows:
         raise G2DBenchError("no complete records to make a reference from")
@@ -73,7 +77,7 @@ def write_reference(records: Iterable[dict], path: Path, tolerances: dict[str, d
     path = Path(path)
     with atomic_write(path) as handle:
         handle.write(buffer.getvalue())
-    write_json(path.with_suffix(".json"), {**provenance, "tolerances": tolerances, "cells": len(rows)})
+    write_json(path.with_suffix(".json"), {**provenance, "tolerances": tolerances, "cells": len(rows), "skipped": skipped})
     return path
 
 

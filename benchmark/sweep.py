@@ -43,6 +43,8 @@ class Grid:
     tasks: tuple[str, ...]
     fractions: tuple[float, ...] = (0.01, 0.1, 1.0)
     seeds: tuple[int, ...] = (0,)
+    #: task → its own fractions, replacing ``fractions`` for that task (a grid sized to a budget)
+    task_fractions: dict[str, tuple[float, ...]] = field(default_factory=dict)
     description: str = ""
     scale: str | None = None
     image_size: int | None = None
@@ -72,19 +74,22 @@ class Grid:
         for key in ("methods", "tasks", "fractions", "seeds"):
             if key in data:
                 data[key] = tuple(data[key])
+        if "task_fractions" in data:
+            data["task_fractions"] = {task: tuple(fractions) for task, fractions in data["task_fractions"].items()}
         return cls(**data)
 
     def combinations(self) -> list[tuple[str, str, float, int]]:
         """(method, task, fraction, seed) in a fixed order: by method, task, fraction, then seed. A task
-        that uses no training data (``TaskSpec.uses_fraction`` false: zero-shot) runs at fraction 1 only."""
+        that uses no training data (``TaskSpec.uses_fraction`` false: zero-shot) runs at fraction 1 only;
+        a task in ``task_fractions`` runs at its own fractions."""
         from g2d_bench.runner import check_fraction
         from g2d_bench.tasks import TASKS
 
-        fractions = [check_fraction(f) for f in self.fractions]
         out = []
         for method in self.methods:
             for task in self.tasks:
                 spec = TASKS.get(task) if task in TASKS else None
+                fractions = [check_fraction(f) for f in self.task_fractions.get(task, self.fractions)]
                 for fraction in (fractions if spec is None or spec.uses_fraction else [1.0]):
                     out.extend((method, task, fraction, seed) for seed in self.seeds)
         return out
@@ -123,7 +128,7 @@ def validate(grid: Grid) -> None:
         METHODS.get(name)
     for name in grid.tasks:
         TASKS.get(name)
-    for name in grid.task_overrides:
+    for name in (*grid.task_overrides, *grid.task_fractions):
         TASKS.get(name)
 
 

@@ -13,7 +13,7 @@ import pytest
 
 from g2d_bench.errors import G2DBenchError
 from g2d_bench.records import iter_records
-from g2d_bench.sweep import GRID_DIR, load_grid
+from g2d_bench.sweep import GRID_DIR, Grid, load_grid
 
 #: a tiny grid: the quick G2D pretrains for 2 steps on a 200-image SynthCXR copy
 TINY = textwrap.dedent("""
@@ -48,6 +48,21 @@ def _sweep(tmp_path, grid_file, out, *extra, home=None, background=False):
 def test_named_grids_load_and_name_registered_methods_and_tasks(name):
     grid = load_grid(name)
     assert grid.name == name and grid.methods and grid.tasks and grid.combinations()
+
+
+def test_a_task_runs_at_its_own_fractions(tmp_path):
+    """``task_fractions`` replaces the grid's fractions for the tasks it names; zero-shot stays at 1;
+    an unknown task in it fails when the grid loads."""
+    path = tmp_path / "g.yaml"
+    path.write_text("methods: [random]\ntasks: [rsna-cls, siim-seg, rsna-zs]\nfractions: [0.01, 0.1, 1.0]\n"
+                    "task_fractions: {siim-seg: [0.01, 0.1]}\n")
+    grid = load_grid(path)
+    assert [(t, f) for _, t, f, _ in grid.combinations()] == [
+        ("rsna-cls", 0.01), ("rsna-cls", 0.1), ("rsna-cls", 1.0), ("siim-seg", 0.01), ("siim-seg", 0.1), ("rsna-zs", 1.0)]
+    assert Grid.from_dict(grid.to_dict()) == grid
+    path.write_text("methods: [random]\ntasks: [rsna-cls]\ntask_fractions: {siim-sg: [0.1]}\n")
+    with pytest.raises(G2DBenchError, match="siim-sg"):
+        load_grid(path)
 
 
 def test_grid_errors_are_one_line(tmp_path):
