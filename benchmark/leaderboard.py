@@ -381,8 +381,7 @@ def _variants(columns: Iterable[Column]) -> dict[Column, str]:
     return {c: labels[c][len(c.task):].strip() for c in columns}
 
 
-def _index(records: list[dict], pairs: set[tuple[str, str]]) -> dict[tuple[str, str], dict[Column, dict[float, dict[str, list[dict]]]]]:
-    context = label_context(records)
+def _index(records: list[dict], pairs: set[tuple[str, str]], context: dict[str, dict]) -> dict[tuple[str, str], dict[Column, dict[float, dict[str, list[dict]]]]]:
     index: dict = {}
     for r in sorted(records, key=lambda r: (r["key"]["task"], r["key"]["method"], r["key"]["fraction"], r["key"]["seed"])):
         key = r["key"]
@@ -496,8 +495,8 @@ def build_paper_tables(records: Iterable[dict], layout: PaperLayout | None = Non
         # the dense tasks is not printed beside the linear probe's rows)
         tasks = {c.task for c in spec.columns}
         table_records = [r for r in records if r["key"]["task"] in tasks]
-        index = _index(table_records, {(c.task, c.metric) for c in spec.columns})
         context = label_context(table_records)
+        index = _index(table_records, {(c.task, c.metric) for c in spec.columns}, context)
         method_of = {row_label(r, context): r["key"]["method"] for r in table_records}
         shown = [r for r in (reported or []) if r.setting == MAIN and (r.table == spec.id or spec.id == AUTO_TABLE)]
         leaves = _leaves(spec, index, shown)
@@ -521,12 +520,13 @@ def build_paper_tables(records: Iterable[dict], layout: PaperLayout | None = Non
                     if row not in table.reported_rows:
                         table.reported_rows.append(row)
                     table.reported[(row, i)] = r
-        table.notes = _notes(table, table_records, n_resamples, seed, alpha, level, sorted(notes))
+        table.notes = _notes(table, table_records, context, n_resamples, seed, alpha, level, sorted(notes))
         out.append(table)
     return out
 
 
-def _notes(table: PaperTable, records: list[dict], n_resamples: int, seed: int, alpha: float, level: float, extra: list[str]) -> list[str]:
+def _notes(table: PaperTable, records: list[dict], context: dict[str, dict], n_resamples: int, seed: int, alpha: float, level: float,
+           extra: list[str]) -> list[str]:
     """Footnote lines: what the numbers are, the marks, the data the measured rows ran on, the
     reported rows' provenance, and the runs left out (skipped)."""
     notes = []
@@ -559,7 +559,6 @@ def _notes(table: PaperTable, records: list[dict], n_resamples: int, seed: int, 
         if any(math.isnan(r.value) for r in table.reported.values()):
             notes.append("-: printed as '-' in the paper (" + "; ".join(sorted({r.source.split('; ', 1)[-1] for r in table.reported.values() if math.isnan(r.value)})) + ").")
     tasks = {leaf.task for leaf in table.leaves}
-    context = label_context(records)
     for r in records:
         if r.get("status") == "skipped" and r["key"]["task"] in tasks:
             line = f"{row_label(r, context)} on {r['key']['task']}: skipped ({r.get('reason', 'skipped')})"

@@ -26,13 +26,18 @@ from pathlib import Path
 import numpy as np
 
 
-def _twin(others: dict, key: tuple):
-    """The value of ``key``'s cell in ``others`` ignoring the seed (KEY index 5)."""
-    return next((v for k, v in others.items() if k[:5] == key[:5] and k[6:] == key[6:]), None)
+def _unseeded(key: tuple) -> tuple:
+    """A cell's key without its seed (KEY index 5): a cell and its twin under another seed share it."""
+    return key[:5] + key[6:]
 
 
 def spreads(ref: dict, repeat: dict, threads: dict, seeds: list[dict], by: str) -> dict[str, dict[str, list[float]]]:
     groups: dict[str, dict[str, list[float]]] = {}
+    twins = []  # per seed folder: unseeded key -> value, the first cell of a key kept
+    for other in seeds:
+        twins.append({})
+        for k, v in other.items():
+            twins[-1].setdefault(_unseeded(k), v)
     for key, value in ref.items():
         family = key[3].split("/", 1)[0] if by == "family" else f"{key[1]}:{key[3]}"
         entry = groups.setdefault(family, {"n": [], "run": [], "threads": [], "seed": []})
@@ -43,8 +48,8 @@ def spreads(ref: dict, repeat: dict, threads: dict, seeds: list[dict], by: str) 
             entry["run"].append(abs(repeat[key] - value))
         if key in threads and not math.isnan(threads[key]):
             entry["threads"].append(abs(threads[key] - value))
-        for other in seeds:
-            twin = _twin(other, key)
+        for other in twins:
+            twin = other.get(_unseeded(key))
             if twin is not None and not math.isnan(twin):
                 entry["seed"].append(abs(twin - value))
     return groups
